@@ -1,0 +1,33 @@
+"""optscale: how many parallel LLM samples a question needs (the OptScale minimal-N bound)."""
+
+from optscale._api import N_MAX_DEFAULT as N_MAX_DEFAULT
+from optscale._api import best_of_n_prob as best_of_n_prob
+from optscale._api import best_of_n_quantile as best_of_n_quantile
+from optscale._api import cost_aware_samples as cost_aware_samples
+from optscale._api import expected_best as expected_best
+from optscale._api import k_of_n_prob as k_of_n_prob
+from optscale._api import min_samples as min_samples
+from optscale._backend import available_backends as available_backends
+from optscale._backend import backend as backend
+from optscale._backend import set_backend as set_backend
+from optscale._distribution import TruncatedNormal as TruncatedNormal
+from optscale._solution import Solution as Solution
+from optscale._solution import Status as Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "N_MAX_DEFAULT",
+    "Solution",
+    "Status",
+    "TruncatedNormal",
+    "available_backends",
+    "backend",
+    "best_of_n_prob",
+    "best_of_n_quantile",
+    "cost_aware_samples",
+    "expected_best",
+    "k_of_n_prob",
+    "min_samples",
+    "set_backend",
+]

@@ -1,0 +1,39 @@
+"""The rules for valid solver input, written once for any array namespace (NumPy or jax.numpy).
+
+Backends turn the rules into an INVALID status per element; ``errors="raise"`` turns the first
+violation into a ValueError naming the argument, the element's index and its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["INT_MAX", "query_checks"]
+
+INT_MAX = 2**31 - 1  # n is int32 in every backend
+
+
+def query_checks(xp: Any, **args: Any) -> list[tuple[str, Any, str]]:
+    """(argument name, mask of bad elements, rule) for each argument given (None = not given)."""
+    rules = {
+        "mu": (lambda v: ~xp.isfinite(v), "must be finite"),
+        "sigma": (lambda v: ~(xp.isfinite(v) & (v > 0)), "must be finite and > 0"),
+        "low": (lambda v: ~xp.isfinite(v), "must be finite"),
+        "high": (lambda v: ~(xp.isfinite(v) & (v > args["low"])), "must be finite and > low"),
+        "target": (lambda v: xp.isnan(v), "must not be NaN"),
+        "confidence": (lambda v: ~((v > 0) & (v < 1)), "must lie in the open interval (0, 1)"),
+        "cost": (lambda v: ~(xp.isfinite(v) & (v > 0)), "must be finite and > 0"),
+        "k": (lambda v: v < 1, "must be >= 1"),
+        "n_min": (lambda v: v < 1, "must be >= 1"),
+        "n_max": (lambda v: v < args["n_min"], "must be >= n_min"),
+    }
+    return [(name, rule(args[name]), text) for name, (rule, text) in rules.items()
+            if args.get(name) is not None]
+
+
+def any_invalid(xp: Any, **args: Any) -> Any:
+    """Elementwise OR of every rule's mask (broadcast)."""
+    out = False
+    for _, bad, _ in query_checks(xp, **args):
+        out = out | bad
+    return out

@@ -1,0 +1,419 @@
+"""NumPy/SciPy reference backend: the same functions as the JAX core, written plainly.
+
+Special functions are evaluated in float64 with SciPy and cast to the input dtype; the solver's
+arithmetic (ceil, the exactness fix-ups, the bisection tests) runs in the input dtype so that its
+answers satisfy their definitions in that precision, like the JAX backend's. Used when JAX is not
+installed, as the "NumPy closed form" in benchmarks, and as a second opinion in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import special as sc
+
+from optscale._checks import any_invalid
+from optscale._solution import Solution, Status
+
+__all__ = [
+    "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cdf", "cost_aware_samples",
+    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_cdf_sf", "logcdf",
+    "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
+]
+
+N_MAX_DEFAULT = 65536
+LN2 = math.log(2.0)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+
+
+def _dtype(*xs: Any) -> np.dtype:
+    dtype = np.result_type(*xs)
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+
+
+def _params64(dist: Any, *xs: Any) -> tuple[np.dtype, tuple[np.ndarray, ...]]:
+    values = (dist.mu, dist.sigma, dist.low, dist.high, *xs)
+    dtype = _dtype(*values)
+    return dtype, tuple(np.asarray(np.asarray(v, dtype), np.float64) for v in values)
+
+
+def _valid(mu, sigma, low, high):
+    return ~any_invalid(np, mu=mu, sigma=sigma, low=low, high=high)
+
+
+def _log1mexp(x):
+    x = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(x > -LN2, np.log(-np.expm1(np.minimum(x, 0.0))),
+                        np.log1p(-np.exp(np.minimum(x, -LN2))))
+
+
+def _log_tail_mass(a, b, w):
+    """log(Phi(-a) - Phi(-b)), 0 <= a <= b, w = b - a: short intervals by integrating the hazard
+    phi/Phi(-x) = sqrt(2/pi)/erfcx(x/sqrt 2), long ones by differencing log Phi."""
+    log_a = sc.log_ndtr(-a)
+    direct = sc.log_ndtr(-b) - log_a
+    nodes = a[..., None] + 0.5 * w[..., None] * (1.0 + _GL_X)
+    hazard = math.sqrt(2.0 / math.pi) / sc.erfcx(nodes / math.sqrt(2.0))
+    quad = -0.5 * w * np.sum(_GL_W * hazard, axis=-1)
+    return log_a + _log1mexp(np.where(direct > -1.0, quad, direct))
+
+
+def _log_gauss_mass(a, b, w):
+    """log(Phi(b) - Phi(a)) for a <= b with the width w = b - a given."""
+    a, b, w = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (a, b, w)))
+    out = np.empty(a.shape)
+    left, right = b <= 0, a >= 0
+    right_only = right
+    left_only = left & ~right
+    central = ~(left | right)
+    out[right_only] = _log_tail_mass(a[right_only], b[right_only], w[right_only])
+    out[left_only] = _log_tail_mass(-b[left_only], -a[left_only], w[left_only])
+    ca, cb = a[central], b[central]
+    tails = sc.ndtr(ca) + sc.ndtr(-cb)
+    small = tails < 0.5
+    mass = 0.5 * (sc.erf(cb / math.sqrt(2.0)) - sc.erf(ca / math.sqrt(2.0)))
+    out[central] = np.where(small, np.log1p(-tails), np.log(mass))
+    return out
+
+
+def _std(mu, sigma, low, high, x=None):
+    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+    log_z = _log_gauss_mass(alpha, beta, (high - low) / sigma)
+    return alpha, beta, log_z
+
+
+def log_cdf_sf(dist: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    dtype, (mu, sigma, low, high, x) = _params64(dist, x)
+    with np.errstate(all="ignore"):
+        below, above = x <= low, x >= high
+        xs = np.where(below | above, 0.5 * (low + high), x)
+        alpha, beta, log_z = _std(mu, sigma, low, high)
+        z = (xs - mu) / sigma
+        lc = np.minimum(_log_gauss_mass(alpha, z, (xs - low) / sigma) - log_z, 0.0)
+        ls = np.minimum(_log_gauss_mass(z, beta, (high - xs) / sigma) - log_z, 0.0)
+        logcdf_ = np.where(lc < -LN2, lc, _log1mexp(ls))
+        logsf_ = np.where(ls < -LN2, ls, _log1mexp(lc))
+    logcdf_ = np.where(below, -np.inf, np.where(above, 0.0, logcdf_))
+    logsf_ = np.where(below, 0.0, np.where(above, -np.inf, logsf_))
+    ok = _valid(mu, sigma, low, high)
+    return (np.where(ok, logcdf_, np.nan).astype(dtype),
+            np.where(ok, logsf_, np.nan).astype(dtype))
+
+
+def logcdf(dist: Any, x: Any) -> np.ndarray:
+    return log_cdf_sf(dist, x)[0]
+
+
+def logsf(dist: Any, x: Any) -> np.ndarray:
+    return log_cdf_sf(dist, x)[1]
+
+
+def cdf(dist: Any, x: Any) -> np.ndarray:
+    return np.exp(logcdf(dist, x))
+
+
+def sf(dist: Any, x: Any) -> np.ndarray:
+    return np.exp(logsf(dist, x))
+
+
+def logpdf(dist: Any, x: Any) -> np.ndarray:
+    dtype, (mu, sigma, low, high, x) = _params64(dist, x)
+    with np.errstate(all="ignore"):
+        _, _, log_z = _std(mu, sigma, low, high)
+        z = (x - mu) / sigma
+        out = -0.5 * z * z - 0.5 * math.log(2 * math.pi) - np.log(sigma) - log_z
+    out = np.where((x >= low) & (x <= high), out, -np.inf)
+    return np.where(_valid(mu, sigma, low, high), out, np.nan).astype(dtype)
+
+
+def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
+    """float64 quantile from log q: scipy-style first guess, then Newton on the log distance to
+    the nearer bound (see the JAX version for why)."""
+    with np.errstate(all="ignore"):
+        alpha, beta, log_z = _std(mu, sigma, low, high)
+        width = (high - low) / sigma
+        lower = log_q <= -LN2
+        log_p = np.where(lower, log_q, _log1mexp(log_q))
+        edge = np.where(lower, alpha, -beta)
+        add = sc.ndtri_exp(np.logaddexp(sc.log_ndtr(edge), log_p + log_z))
+        l_sf = sc.log_ndtr(-edge)
+        sub = -sc.ndtri_exp(l_sf + _log1mexp(np.minimum(log_p + log_z - l_sf, 0.0)))
+        z0 = np.where(edge < 0, add, sub)
+        z0 = np.where(lower, z0, -z0)
+        delta = np.clip(np.where(lower, z0 - alpha, beta - z0), 0.0, width)
+        linear = np.exp(log_p + log_z + 0.5 * edge * edge + 0.5 * math.log(2 * math.pi))
+        tiny = delta <= 64 * np.finfo(np.float64).eps * (1 + np.abs(edge))
+        u = np.log(np.where(tiny, np.minimum(linear, width), delta))
+        u = np.where(np.isfinite(u), u, np.log(0.5 * width))
+        for _ in range(newton_steps):
+            d = np.exp(u)
+            inner = np.where(lower, alpha + d, beta - d)
+            a, b = np.where(lower, alpha, inner), np.where(lower, inner, beta)
+            log_mass = _log_gauss_mass(a, b, d)
+            g = log_mass - log_z
+            slope = np.exp(-0.5 * inner * inner - 0.5 * math.log(2 * math.pi) + u - log_mass)
+            u = np.minimum(u - (g - log_p) / slope, np.log(width))
+        d = np.exp(u)
+        x = np.clip(np.where(lower, low + sigma * d, high - sigma * d), low, high)
+    x = np.where(log_q == -np.inf, low, np.where(log_q == 0.0, high, x))
+    return np.where(_valid(mu, sigma, low, high) & (log_q <= 0), x, np.nan)
+
+
+def icdf_log(dist: Any, log_q: Any) -> np.ndarray:
+    dtype, (mu, sigma, low, high, log_q) = _params64(dist, log_q)
+    return _quantile64(mu, sigma, low, high, log_q).astype(dtype)
+
+
+def _log_prob(q, complement=False):
+    q = np.asarray(q, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lq = np.log1p(-q) if complement else np.log(q)
+    return np.where((q >= 0) & (q <= 1), lq, np.nan)
+
+
+def icdf(dist: Any, q: Any) -> np.ndarray:
+    dtype, (mu, sigma, low, high, q) = _params64(dist, q)
+    return _quantile64(mu, sigma, low, high, _log_prob(q)).astype(dtype)
+
+
+def isf(dist: Any, q: Any) -> np.ndarray:
+    dtype, (mu, sigma, low, high, q) = _params64(dist, q)
+    return _quantile64(mu, sigma, low, high, _log_prob(q, complement=True)).astype(dtype)
+
+
+def _moments(dist: Any):
+    dtype, (mu, sigma, low, high) = _params64(dist)
+    with np.errstate(all="ignore"):
+        alpha, beta, log_z = _std(mu, sigma, low, high)
+        c = 0.5 * math.log(2 * math.pi)
+        pa = np.exp(-0.5 * alpha * alpha - c - log_z)
+        pb = np.exp(-0.5 * beta * beta - c - log_z)
+        m = pa - pb
+        v = 1.0 + (alpha - m) * pa - (beta - m) * pb
+    return dtype, mu, sigma, low, high, m, v, _valid(mu, sigma, low, high)
+
+
+def mean(dist: Any) -> np.ndarray:
+    dtype, mu, sigma, low, high, m, _, ok = _moments(dist)
+    return np.where(ok, np.clip(mu + sigma * m, low, high), np.nan).astype(dtype)
+
+
+def variance(dist: Any) -> np.ndarray:
+    dtype, _, sigma, low, high, _, v, ok = _moments(dist)
+    v = np.minimum(np.clip(v, 0.0, None) * sigma * sigma, 0.25 * (high - low) ** 2)
+    return np.where(ok, v, np.nan).astype(dtype)
+
+
+def sample(dist: Any, key: Any, sample_shape: tuple[int, ...] = ()) -> np.ndarray:
+    """Inverse-CDF samples; ``key`` is a seed or ``np.random.Generator``."""
+    rng = key if isinstance(key, np.random.Generator) else np.random.default_rng(key)
+    dtype, (mu, sigma, low, high) = _params64(dist)
+    shape = tuple(sample_shape) + np.broadcast_shapes(mu.shape, sigma.shape, low.shape, high.shape)
+    u = rng.random(shape)
+    u = np.where(u > 0, u, np.finfo(np.float64).tiny)
+    return _quantile64(mu, sigma, low, high, np.log(u), newton_steps=1).astype(dtype)
+
+
+# ---------------------------------------------------------------- order statistics
+
+def best_of_n_prob(dist: Any, target: Any, n: Any) -> np.ndarray:
+    log_f = logcdf(dist, target)
+    return -np.expm1(np.asarray(n, log_f.dtype) * log_f)
+
+
+def best_of_n_quantile(dist: Any, q: Any, n: Any) -> np.ndarray:
+    dtype, (mu, sigma, low, high, q) = _params64(dist, q)
+    log_q = _log_prob(q) / np.asarray(n, np.float64)
+    return _quantile64(mu, sigma, low, high, log_q).astype(dtype)
+
+
+def _log_binom_lower(log_s, log_f, n, k):
+    """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f."""
+    log_s, log_f, n, k = np.broadcast_arrays(log_s, log_f, n, k)
+    dtype = log_f.dtype
+    f_zero, s_zero = log_f == -np.inf, log_s == -np.inf
+    lf = np.where(f_zero | s_zero, -1.0, log_f).astype(dtype)
+    step = (np.where(f_zero | s_zero, -1.0, log_s).astype(dtype) - lf)
+    with np.errstate(all="ignore"):
+        term = (n * lf).astype(dtype)
+        acc = term.copy()
+        for j in range(1, int(np.max(k, initial=1))):
+            term = (term + np.log(np.maximum(n - j + 1, 0) / np.asarray(j, dtype)) + step)
+            acc = np.where(j < k, np.logaddexp(acc, term), acc).astype(dtype)
+    acc = np.where(n < k, 0.0, np.minimum(acc, 0.0))
+    acc = np.where(f_zero, np.where(n < k, 0.0, -np.inf), acc)
+    return np.where(s_zero & ~f_zero, 0.0, acc).astype(dtype)
+
+
+def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> np.ndarray:
+    log_f, log_s = log_cdf_sf(dist, target)
+    dtype = log_f.dtype
+    n, k = np.asarray(n, dtype), np.asarray(k, dtype)
+    lower = _log_binom_lower(log_s, log_f, n, k)
+    with np.errstate(all="ignore"):
+        upper = sc.betainc(k, np.maximum(n - k + 1, 1), np.exp(log_s.astype(np.float64)))
+    p = np.where(lower < -LN2, -np.expm1(lower), upper)
+    return np.where(n < k, 0.0, p).astype(dtype)
+
+
+_GL_U, _GL_UW = np.polynomial.legendre.leggauss(32)
+_GL_U, _GL_UW = 0.5 * (_GL_U + 1.0), 0.5 * _GL_UW
+_DEN = _GL_U**3 + (1.0 - _GL_U) ** 3
+_LOG_V = 3.0 * np.log(_GL_U) - np.log(_DEN)
+_W_V = _GL_UW * 3.0 * (_GL_U * (1.0 - _GL_U)) ** 2 / _DEN**2
+
+
+def _expected_best64(mu, sigma, low, high, n):
+    e = lambda v: np.asarray(v, np.float64)[..., None]  # noqa: E731
+    x = _quantile64(e(mu), e(sigma), e(low), e(high), _LOG_V / e(n), newton_steps=0)
+    return np.sum(_W_V * x, axis=-1)
+
+
+def expected_best(dist: Any, n: Any) -> np.ndarray:
+    """E[max of n] by Gauss-Legendre on v = u^3/(u^3+(1-u)^3) of int_0^1 F^-1(v^(1/n)) dv."""
+    dtype, (mu, sigma, low, high, n) = _params64(dist, n)
+    return _expected_best64(mu, sigma, low, high, n).astype(dtype)
+
+
+# ---------------------------------------------------------------- solvers
+
+def _ceil_exact(ratio_num, log_f, log_bound, offset=0.0):
+    with np.errstate(all="ignore"):
+        n = np.maximum(np.ceil(ratio_num / log_f), 0.0).astype(log_f.dtype)
+        n = np.where(n * log_f + offset > log_bound, n + 1, n)
+        n = np.where((n >= 1) & ((n - 1) * log_f + offset <= log_bound), n - 1, n)
+    return n.astype(log_f.dtype)
+
+
+def _bisect(cond, lo, hi):
+    """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once."""
+    lo, hi = lo.copy(), hi.copy()
+    while np.any(lo < hi):
+        open_ = lo < hi
+        mid = np.floor(0.5 * (lo + hi))
+        ok = cond(mid)
+        lo = np.where(open_ & ~ok, mid + 1, lo)
+        hi = np.where(open_ & ok, mid, hi)
+    return hi
+
+
+def _ints(**kw):
+    out = {}
+    for name, v in kw.items():
+        a = np.asarray(v)
+        out[name] = a.astype(np.int64) if a.dtype.kind in "iub" else np.floor(a).astype(np.int64)
+    return out
+
+
+def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible, achieved_fn):
+    invalid, trivial, infeasible = status_parts
+    status = np.where(invalid, Status.INVALID, np.where(
+        trivial, Status.TRIVIAL, np.where(infeasible, Status.INFEASIBLE, Status.OK)))
+    n = np.where(invalid, n_max,
+                 np.where(trivial, n_trivial, np.where(infeasible, n_infeasible, n)))
+    n = np.broadcast_to(np.clip(n, n_min, n_max), shape)
+    achieved = np.where(invalid, 0.0, achieved_fn(n.astype(dtype)))
+    return Solution(n.astype(np.int32), np.broadcast_to(status, shape).astype(np.int32),
+                    np.broadcast_to(achieved, shape).astype(dtype))
+
+
+def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
+                criterion: str = "probability", n_min: Any = 1,
+                n_max: Any = N_MAX_DEFAULT) -> Solution:
+    """Smallest n in [n_min, n_max] meeting the criterion; see :func:`optscale.min_samples`."""
+    if criterion not in ("probability", "expected"):
+        raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+    extra = (confidence,) if criterion == "probability" else ()
+    dtype = _dtype(dist.mu, dist.sigma, dist.low, dist.high, target, *extra)
+    mu, sigma, low, high, target = (np.asarray(v, dtype) for v in (*dist.params(), target))
+    ints = _ints(k=k, n_min=n_min, n_max=n_max)
+    conf = np.asarray(confidence, dtype) if criterion == "probability" else None
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (
+        mu, sigma, low, high, target, *ints.values(), *(() if conf is None else (conf,)))))
+    invalid = any_invalid(np, mu=mu, sigma=sigma, low=low, high=high, target=target,
+                          confidence=conf, **ints)
+    trivial = target <= low
+    safe = lambda v, good: np.where(invalid, good, v).astype(dtype)  # noqa: E731
+    sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
+    t = safe(target, 0.5)
+    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
+    kf = ints["k"].astype(dtype)
+
+    if criterion == "probability":
+        log1mc = np.log1p(-safe(conf, 0.5))
+        log_f, log_s = log_cdf_sf(sdist, t)
+        never = log_f >= 0
+        lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
+        n1 = _ceil_exact(log1mc, lf, log1mc)
+
+        def lower_tail(n):
+            return _log_binom_lower(log_s, lf, np.asarray(n, dtype), kf)
+
+        def cond(n):
+            return lower_tail(n) <= log1mc
+
+        lo = np.maximum(np.maximum(n1, kf), n_lo)
+        ell = -log1mc
+        need = (kf - 1) + ell + np.sqrt(ell * ell + 2 * ell * (kf - 1))
+        with np.errstate(over="ignore"):
+            chernoff = np.ceil(need * np.exp(-log_s)) + 1
+        hi = np.where(kf <= 1, lo, np.minimum(np.maximum(chernoff, lo), n_hi)).astype(dtype)
+        ok_hi = cond(hi)
+        retry = ~ok_hi & (hi < n_hi)
+        hi = np.where(retry, n_hi, hi).astype(dtype)
+        ok_hi = np.where(retry, cond(hi), ok_hi)
+        infeasible = never | ~ok_hi | (lo > n_hi)
+        done = invalid | trivial | infeasible
+        n = _bisect(cond, np.where(done, hi, lo), hi)
+
+        def achieved(n):
+            return np.where(trivial & (n >= kf), 1.0, -np.expm1(lower_tail(n)))
+
+        n_trivial = np.maximum(kf, n_lo)
+    else:
+        def expected(n):
+            m, s, lo_, hi_ = sdist.params()
+            return _expected_best64(m, s, lo_, hi_, n).astype(dtype)
+
+        def cond(n):
+            return expected(n) >= t
+
+        ok_hi = cond(np.broadcast_to(n_hi, shape))
+        infeasible = (target >= high) | ~ok_hi
+        done = invalid | trivial | infeasible
+        n = _bisect(cond, np.broadcast_to(np.where(done, n_hi, n_lo), shape).astype(dtype),
+                    np.broadcast_to(n_hi, shape).astype(dtype))
+        achieved, n_trivial = expected, n_lo
+    return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi,
+                   n_trivial, n_hi, achieved)
+
+
+def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
+                       n_max: Any = N_MAX_DEFAULT) -> Solution:
+    """argmax over n in [n_min, n_max] of P(best of n >= target) - cost * n."""
+    dtype = _dtype(dist.mu, dist.sigma, dist.low, dist.high, target, cost)
+    mu, sigma, low, high, target, cost = (np.asarray(v, dtype)
+                                          for v in (*dist.params(), target, cost))
+    ints = _ints(n_min=n_min, n_max=n_max)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (
+        mu, sigma, low, high, target, cost, *ints.values())))
+    invalid = any_invalid(np, mu=mu, sigma=sigma, low=low, high=high, target=target, cost=cost,
+                          **ints)
+    trivial = target <= low
+    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
+    log_f, log_s = log_cdf_sf(type(dist)(mu, sigma, low, high), target)
+    never = ~(log_f < 0)
+    lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
+    with np.errstate(all="ignore"):
+        log_cost = np.log(np.where(invalid, 1.0, cost)).astype(dtype)
+        n = _ceil_exact(log_cost - log_s, lf, log_cost, offset=log_s)
+    infeasible = never | (n > n_hi)
+
+    def achieved(n):
+        return np.where(trivial, 1.0, -np.expm1(n * np.where(never, 0.0, lf)))
+
+    return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi, n_lo,
+                   np.where(never, n_lo, n_hi), achieved)

@@ -1,0 +1,180 @@
+"""The minimal-N solvers in JAX: closed form for best-of-N, bisection for k-of-N and expected best,
+and the cost-aware optimum. jit-compiled, batch-first, vmap-safe; results carry a status code.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from optscale import _order_stats as os_
+from optscale import _truncnorm as tn
+from optscale._checks import any_invalid
+from optscale._solution import Solution, Status
+
+__all__ = ["N_MAX_DEFAULT", "cost_aware_samples", "min_samples"]
+
+N_MAX_DEFAULT = 65536
+
+
+def _ceil_exact(ratio_num, log_f, log_bound, offset=0.0):
+    """Smallest integer n >= 0 with n * log_f + offset <= log_bound, for log_f < 0.
+
+    ceil of the ratio, then one step either way so the inequality holds exactly as evaluated in
+    this precision (the ratio itself rounds).
+    """
+    n = jnp.maximum(jnp.ceil(ratio_num / log_f), 0.0)
+    n = jnp.where(n * log_f + offset > log_bound, n + 1.0, n)
+    n = jnp.where((n >= 1.0) & ((n - 1.0) * log_f + offset <= log_bound), n - 1.0, n)
+    return n
+
+
+def _bisect(cond, lo, hi, shape):
+    """Smallest n in [lo, hi] with cond(n), given cond(hi) and cond monotone; lo == hi is done.
+
+    Each round halves every open bracket, so it ends after ceil(log2(max width)) rounds.
+    """
+
+    def step(state):
+        lo, hi = state
+        mid = jnp.floor(0.5 * (lo + hi))
+        ok = cond(mid)
+        open_ = lo < hi
+        return jnp.where(open_ & ~ok, mid + 1.0, lo), jnp.where(open_ & ok, mid, hi)
+
+    lo, hi = jnp.broadcast_to(lo, shape), jnp.broadcast_to(hi, shape)
+    lo, hi = lax.while_loop(lambda s: jnp.any(s[0] < s[1]), step, (lo, hi))
+    return hi
+
+
+def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_infeasible,
+            achieved_fn):
+    status = jnp.where(
+        invalid, Status.INVALID,
+        jnp.where(trivial, Status.TRIVIAL, jnp.where(infeasible, Status.INFEASIBLE, Status.OK)),
+    ).astype(jnp.int32)
+    n = jnp.where(invalid, n_max, jnp.where(
+        trivial, n_trivial, jnp.where(infeasible, n_infeasible, n)))
+    n = jnp.broadcast_to(jnp.clip(n, n_min, n_max), shape)
+    achieved = jnp.where(invalid, 0.0, achieved_fn(n))
+    return Solution(n.astype(jnp.int32), jnp.broadcast_to(status, shape),
+                    jnp.broadcast_to(achieved, shape))
+
+
+@partial(jax.jit, static_argnames=("criterion",))
+def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
+                criterion: str = "probability", n_min: Any = 1,
+                n_max: Any = N_MAX_DEFAULT) -> Solution:
+    """Smallest n in [n_min, n_max] meeting the criterion; see :func:`optscale.min_samples`."""
+    if criterion == "probability":
+        mu, sigma, low, high, target, confidence = tn.params(dist, target, confidence)
+    else:
+        mu, sigma, low, high, target = tn.params(dist, target)
+    dtype = mu.dtype
+    k_i = jnp.asarray(k, jnp.int32)
+    n_min_i, n_max_i = jnp.asarray(n_min, jnp.int32), jnp.asarray(n_max, jnp.int32)
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (
+        mu, sigma, low, high, target, k_i, n_min_i, n_max_i,
+        *(() if criterion != "probability" else (confidence,)))))
+    invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target,
+                          confidence=confidence if criterion == "probability" else None,
+                          k=k_i, n_min=n_min_i, n_max=n_max_i)
+    trivial = target <= low
+    # Bisection state lives in floats (exact for n < 2**24 in float32, 2**53 in float64).
+    n_lo = jnp.asarray(n_min_i, dtype)
+    n_hi = jnp.asarray(n_max_i, dtype)
+    # Parameters of invalid elements are replaced by harmless ones so no loop runs on them.
+    safe = lambda v, good: jnp.where(invalid, good, v)  # noqa: E731
+    sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
+    target_s = safe(target, 0.5)
+
+    if criterion == "probability":
+        kf = jnp.asarray(k_i, dtype)
+        log1mc = jnp.log1p(-safe(confidence, 0.5))
+        log_f, log_s = tn.log_cdf_sf(sdist, target_s)
+        never = log_f >= 0.0  # F(target) == 1 in working precision
+        lf = jnp.where(never | trivial, -1.0, log_f)
+        n1 = _ceil_exact(log1mc, lf, log1mc)  # best of n: closed form
+
+        def lower_tail(n):
+            return os_.log_binom_lower(log_s, lf, n, kf)
+
+        def cond(n):
+            return lower_tail(n) <= log1mc
+
+        lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
+        # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
+        ell = -log1mc
+        need = (kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
+        chernoff = jnp.ceil(need * jnp.exp(-log_s)) + 1.0
+        hi = jnp.where(kf <= 1.0, lo, jnp.clip(chernoff, lo, n_hi))
+        ok_hi = cond(hi)
+        retry = ~ok_hi & (hi < n_hi)
+        hi = jnp.where(retry, n_hi, hi)
+        ok_hi = jnp.where(retry, cond(hi), ok_hi)
+        infeasible = never | ~ok_hi | (lo > n_hi)
+        done = invalid | trivial | infeasible
+        n = _bisect(cond, jnp.where(done, hi, lo), hi, shape)
+        n_trivial = jnp.maximum(kf, n_lo)
+
+        def achieved(n_int):
+            p = -jnp.expm1(lower_tail(jnp.asarray(n_int, dtype)))
+            return jnp.where(trivial & (n_int >= kf), 1.0, p)
+
+    elif criterion == "expected":
+        def expected(n):
+            return os_.expected_best_given(sdist, n)
+
+        def cond(n):
+            return expected(n) >= target_s
+
+        ok_hi = cond(n_hi)
+        infeasible = (target >= high) | ~ok_hi
+        done = invalid | trivial | infeasible
+        n = _bisect(cond, jnp.where(done, n_hi, n_lo), n_hi, shape)
+        n_trivial = n_lo
+
+        def achieved(n_int):
+            return expected(jnp.asarray(n_int, dtype))
+
+    else:
+        raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+
+    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_trivial, n_hi,
+                   achieved)
+
+
+@jax.jit
+def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
+                       n_max: Any = N_MAX_DEFAULT) -> Solution:
+    """argmax over n in [n_min, n_max] of P(best of n >= target) - cost * n."""
+    mu, sigma, low, high, target, cost = tn.params(dist, target, cost)
+    dtype = mu.dtype
+    n_min_i, n_max_i = jnp.asarray(n_min, jnp.int32), jnp.asarray(n_max, jnp.int32)
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (
+        mu, sigma, low, high, target, cost, n_min_i, n_max_i)))
+    invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target, cost=cost,
+                          n_min=n_min_i, n_max=n_max_i)
+    trivial = target <= low
+    n_lo, n_hi = jnp.asarray(n_min_i, dtype), jnp.asarray(n_max_i, dtype)
+    log_f, log_s = tn.log_cdf_sf(dist, target)
+    never = ~(log_f < 0.0)
+    lf = jnp.where(never | trivial, -1.0, log_f)
+    log_cost = jnp.log(jnp.where(invalid, 1.0, cost))
+    # g(n+1) - g(n) = F^n S - cost: the gain is concave, so the optimum is the smallest n >= 0
+    # with n log F + log S <= log cost.
+    n = _ceil_exact(log_cost - log_s, lf, log_cost, offset=log_s)
+    infeasible = never | (n > n_hi)
+
+    def achieved(n_int):
+        p = -jnp.expm1(jnp.asarray(n_int, dtype) * jnp.where(never, 0.0, lf))
+        return jnp.where(trivial, 1.0, p)
+
+    # An unreachable target is best served by the fewest samples, not the most.
+    n_infeasible = jnp.where(never, n_lo, n_hi)
+    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo,
+                   n_infeasible, achieved)
