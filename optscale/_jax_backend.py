@@ -10,8 +10,8 @@ from optscale import _order_stats, _solve, _truncnorm
 
 __all__ = [
     "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cdf", "cost_aware_samples",
-    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_cdf_sf", "logcdf",
-    "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
+    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_binom_lower", "log_cdf_sf",
+    "logcdf", "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
 ]
 
 N_MAX_DEFAULT = _solve.N_MAX_DEFAULT
@@ -31,6 +31,7 @@ sample = jax.jit(_truncnorm.sample, static_argnums=2)
 best_of_n_prob = jax.jit(_order_stats.best_of_n_prob)
 best_of_n_quantile = jax.jit(_order_stats.best_of_n_quantile)
 k_of_n_prob = jax.jit(_order_stats.k_of_n_prob)
+log_binom_lower = jax.jit(_order_stats.log_binom_lower)
 expected_best = jax.jit(_order_stats.expected_best)
 min_samples = _solve.min_samples
 cost_aware_samples = _solve.cost_aware_samples

@@ -19,13 +19,13 @@ from optscale._solution import Solution, Status
 
 __all__ = [
     "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cdf", "cost_aware_samples",
-    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_cdf_sf", "logcdf",
-    "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
+    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_binom_lower", "log_cdf_sf",
+    "logcdf", "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
 ]
 
 N_MAX_DEFAULT = 65536
 LN2 = math.log(2.0)
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
 
 def _dtype(*xs: Any) -> np.dtype:
@@ -50,57 +50,88 @@ def _log1mexp(x):
                         np.log1p(-np.exp(np.minimum(x, -LN2))))
 
 
-def _log_tail_mass(a, b, w):
-    """log(Phi(-a) - Phi(-b)), 0 <= a <= b, w = b - a: short intervals by integrating the hazard
-    phi/Phi(-x) = sqrt(2/pi)/erfcx(x/sqrt 2), long ones by differencing log Phi."""
+def _log_hazard(x):
+    """log(phi(x) / Phi(-x)) = -log(sqrt(pi/2) erfcx(x / sqrt 2))."""
+    return -np.log(math.sqrt(math.pi / 2.0) * sc.erfcx(x / math.sqrt(2.0)))
+
+
+def _tail_log_ratio(a, b, w):
+    """(log Phi(-a), log Phi(-b) - log Phi(-a)) for 0 <= a <= b, w = b - a: short intervals by
+    integrating the hazard, long ones by differencing log Phi."""
     log_a = sc.log_ndtr(-a)
     direct = sc.log_ndtr(-b) - log_a
     nodes = a[..., None] + 0.5 * w[..., None] * (1.0 + _GL_X)
-    hazard = math.sqrt(2.0 / math.pi) / sc.erfcx(nodes / math.sqrt(2.0))
-    quad = -0.5 * w * np.sum(_GL_W * hazard, axis=-1)
-    return log_a + _log1mexp(np.where(direct > -1.0, quad, direct))
+    quad = -0.5 * w * np.sum(_GL_W * np.exp(_log_hazard(nodes)), axis=-1)
+    return log_a, np.where(w <= a + 1.0, quad, direct)
+
+
+def _log_mass_parts(a, b, w):
+    """log(Phi(b) - Phi(a)) as (anchor, rel, tail ratio); anchor 0 for central intervals."""
+    a, b, w = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (a, b, w)))
+    anchor, rel, ratio = np.zeros(a.shape), np.empty(a.shape), np.full(a.shape, np.nan)
+    right = a >= 0
+    left = (b <= 0) & ~right
+    central = ~(left | right)
+    for mask, lo_, hi_ in ((right, a, b), (left, -b, -a)):
+        anchor[mask], ratio[mask] = _tail_log_ratio(lo_[mask], hi_[mask], w[mask])
+        rel[mask] = _log1mexp(ratio[mask])
+    ca, cb = a[central], b[central]
+    tails = sc.ndtr(ca) + sc.ndtr(-cb)
+    mass = 0.5 * (sc.erf(cb / math.sqrt(2.0)) - sc.erf(ca / math.sqrt(2.0)))
+    rel[central] = np.where(tails < 0.5, np.log1p(-tails), np.log(mass))
+    return anchor, rel, ratio
 
 
 def _log_gauss_mass(a, b, w):
-    """log(Phi(b) - Phi(a)) for a <= b with the width w = b - a given."""
-    a, b, w = np.broadcast_arrays(*(np.asarray(v, np.float64) for v in (a, b, w)))
-    out = np.empty(a.shape)
-    left, right = b <= 0, a >= 0
-    right_only = right
-    left_only = left & ~right
-    central = ~(left | right)
-    out[right_only] = _log_tail_mass(a[right_only], b[right_only], w[right_only])
-    out[left_only] = _log_tail_mass(-b[left_only], -a[left_only], w[left_only])
-    ca, cb = a[central], b[central]
-    tails = sc.ndtr(ca) + sc.ndtr(-cb)
-    small = tails < 0.5
-    mass = 0.5 * (sc.erf(cb / math.sqrt(2.0)) - sc.erf(ca / math.sqrt(2.0)))
-    out[central] = np.where(small, np.log1p(-tails), np.log(mass))
-    return out
+    anchor, rel, _ = _log_mass_parts(a, b, w)
+    return anchor + rel
 
 
-def _std(mu, sigma, low, high, x=None):
+def _std(mu, sigma, low, high):
     alpha, beta = (low - mu) / sigma, (high - mu) / sigma
-    log_z = _log_gauss_mass(alpha, beta, (high - low) / sigma)
-    return alpha, beta, log_z
+    return alpha, beta, _log_gauss_mass(alpha, beta, (high - low) / sigma)
+
+
+def _logs64(mu, sigma, low, high, x):
+    """float64 (log cdf, log sf, log pdf) at x strictly inside (low, high); one-sided ranges are
+    mirrored into the right tail, where the masses' common anchor cancels (see the JAX
+    version)."""
+    with np.errstate(all="ignore"):
+        alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+        width, d_lo, d_hi = (high - low) / sigma, (x - low) / sigma, (high - x) / sigma
+        flip = (beta <= 0) & (alpha < 0)
+        a, b = np.where(flip, -beta, alpha), np.where(flip, -alpha, beta)
+        z = np.where(flip, -(x - mu) / sigma, (x - mu) / sigma)
+        dl, dh = np.where(flip, d_hi, d_lo), np.where(flip, d_lo, d_hi)
+        anchor_lo, rel_lo, ratio_lo = _log_mass_parts(a, z, dl)
+        anchor_hi, rel_hi, _ = _log_mass_parts(z, b, dh)
+        _, rel_z, _ = _log_mass_parts(a, b, width)
+        one_sided = a >= 0
+        lc = np.where(one_sided, rel_lo, anchor_lo + rel_lo) - rel_z
+        ls = np.where(one_sided, ratio_lo + rel_hi, anchor_hi + rel_hi) - rel_z
+        hazard = _log_hazard(np.where(one_sided, a, 0.0))
+        lpdf = np.where(one_sided, hazard - 0.5 * dl * (2 * a + dl),
+                        -0.5 * z * z - 0.5 * math.log(2 * math.pi)) - rel_z - np.log(sigma)
+        lc, ls = np.minimum(lc, 0.0), np.minimum(ls, 0.0)
+        lc, ls = np.where(flip, ls, lc), np.where(flip, lc, ls)
+        return (np.where(lc < -LN2, lc, _log1mexp(ls)), np.where(ls < -LN2, ls, _log1mexp(lc)),
+                lpdf)
+
+
+def _all_logs(dist: Any, x: Any):
+    dtype, (mu, sigma, low, high, x) = _params64(dist, x)
+    below, above = x <= low, x >= high
+    xs = np.where(below | above, 0.5 * (low + high), x)
+    lc, ls, lpdf = _logs64(mu, sigma, low, high, xs)
+    lc = np.where(below, -np.inf, np.where(above, 0.0, lc))
+    ls = np.where(below, 0.0, np.where(above, -np.inf, ls))
+    ok = _valid(mu, sigma, low, high)
+    return dtype, np.where(ok, lc, np.nan), np.where(ok, ls, np.nan), (below, above, lpdf, ok)
 
 
 def log_cdf_sf(dist: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
-    dtype, (mu, sigma, low, high, x) = _params64(dist, x)
-    with np.errstate(all="ignore"):
-        below, above = x <= low, x >= high
-        xs = np.where(below | above, 0.5 * (low + high), x)
-        alpha, beta, log_z = _std(mu, sigma, low, high)
-        z = (xs - mu) / sigma
-        lc = np.minimum(_log_gauss_mass(alpha, z, (xs - low) / sigma) - log_z, 0.0)
-        ls = np.minimum(_log_gauss_mass(z, beta, (high - xs) / sigma) - log_z, 0.0)
-        logcdf_ = np.where(lc < -LN2, lc, _log1mexp(ls))
-        logsf_ = np.where(ls < -LN2, ls, _log1mexp(lc))
-    logcdf_ = np.where(below, -np.inf, np.where(above, 0.0, logcdf_))
-    logsf_ = np.where(below, 0.0, np.where(above, -np.inf, logsf_))
-    ok = _valid(mu, sigma, low, high)
-    return (np.where(ok, logcdf_, np.nan).astype(dtype),
-            np.where(ok, logsf_, np.nan).astype(dtype))
+    dtype, lc, ls, _ = _all_logs(dist, x)
+    return lc.astype(dtype), ls.astype(dtype)
 
 
 def logcdf(dist: Any, x: Any) -> np.ndarray:
@@ -121,43 +152,56 @@ def sf(dist: Any, x: Any) -> np.ndarray:
 
 def logpdf(dist: Any, x: Any) -> np.ndarray:
     dtype, (mu, sigma, low, high, x) = _params64(dist, x)
-    with np.errstate(all="ignore"):
-        _, _, log_z = _std(mu, sigma, low, high)
-        z = (x - mu) / sigma
-        out = -0.5 * z * z - 0.5 * math.log(2 * math.pi) - np.log(sigma) - log_z
-    out = np.where((x >= low) & (x <= high), out, -np.inf)
+    inside = (x >= low) & (x <= high)
+    lpdf = _logs64(mu, sigma, low, high, np.where(inside, x, 0.5 * (low + high)))[2]
+    out = np.where(inside, lpdf, -np.inf)
     return np.where(_valid(mu, sigma, low, high), out, np.nan).astype(dtype)
 
 
 def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
-    """float64 quantile from log q: scipy-style first guess, then Newton on the log distance to
-    the nearer bound (see the JAX version for why)."""
+    """float64 quantile from log q: first guess (scipy's ppf, or the exponential approximation
+    deep in a one-sided tail), then Newton on the log distance to the bound the mass piles
+    against (see the JAX version)."""
     with np.errstate(all="ignore"):
         alpha, beta, log_z = _std(mu, sigma, low, high)
         width = (high - low) / sigma
-        lower = log_q <= -LN2
-        log_p = np.where(lower, log_q, _log1mexp(log_q))
-        edge = np.where(lower, alpha, -beta)
+        log_1mq = _log1mexp(log_q)
+        solve_cdf = log_q <= -LN2
+        from_low = solve_cdf
+        log_p = np.where(from_low, log_q, log_1mq)
+        edge = np.where(from_low, alpha, -beta)
         add = sc.ndtri_exp(np.logaddexp(sc.log_ndtr(edge), log_p + log_z))
         l_sf = sc.log_ndtr(-edge)
         sub = -sc.ndtri_exp(l_sf + _log1mexp(np.minimum(log_p + log_z - l_sf, 0.0)))
         z0 = np.where(edge < 0, add, sub)
-        z0 = np.where(lower, z0, -z0)
-        delta = np.clip(np.where(lower, z0 - alpha, beta - z0), 0.0, width)
+        delta = np.clip(z0 - edge, 0.0, width)
         linear = np.exp(log_p + log_z + 0.5 * edge * edge + 0.5 * math.log(2 * math.pi))
         tiny = delta <= 64 * np.finfo(np.float64).eps * (1 + np.abs(edge))
-        u = np.log(np.where(tiny, np.minimum(linear, width), delta))
+        delta = np.where(tiny, np.minimum(linear, width), delta)
+        deep_right, deep_left = alpha >= 8, beta <= -8
+        deep = deep_right | deep_left
+        same_side = np.where(deep_right, from_low, ~from_low)
+        r = np.where(deep_right, alpha, np.where(deep_left, -beta, 8.0))
+        c = r * width + 0.5 * width * width
+        log_near = np.where(same_side, log_p, _log1mexp(log_p))
+        ell = -_log1mexp(np.minimum(log_near + _log1mexp(-c), 0.0))
+        expo = np.minimum(2 * ell / (r + np.sqrt(r * r + 2 * ell)), width)
+        delta = np.where(deep & same_side, expo, delta)
+        u = np.log(delta)
         u = np.where(np.isfinite(u), u, np.log(0.5 * width))
+        target = np.where(solve_cdf, log_q, log_1mq)
+        sign = np.where(solve_cdf == from_low, 1.0, -1.0)
         for _ in range(newton_steps):
             d = np.exp(u)
-            inner = np.where(lower, alpha + d, beta - d)
-            a, b = np.where(lower, alpha, inner), np.where(lower, inner, beta)
-            log_mass = _log_gauss_mass(a, b, d)
-            g = log_mass - log_z
-            slope = np.exp(-0.5 * inner * inner - 0.5 * math.log(2 * math.pi) + u - log_mass)
-            u = np.minimum(u - (g - log_p) / slope, np.log(width))
+            x = np.clip(np.where(from_low, low + sigma * d, high - sigma * d), low, high)
+            inside = (x > low) & (x < high)
+            lc, ls, lpdf = _logs64(mu, sigma, low, high, np.where(inside, x, 0.5 * (low + high)))
+            g = np.where(solve_cdf, lc, ls) - target
+            slope = sign * np.exp(lpdf - np.where(solve_cdf, lc, ls) + np.log(sigma) + u)
+            u_new = np.minimum(u - g / slope, np.log(width))
+            u = np.where(inside & np.isfinite(u_new), u_new, u)
         d = np.exp(u)
-        x = np.clip(np.where(lower, low + sigma * d, high - sigma * d), low, high)
+        x = np.clip(np.where(from_low, low + sigma * d, high - sigma * d), low, high)
     x = np.where(log_q == -np.inf, low, np.where(log_q == 0.0, high, x))
     return np.where(_valid(mu, sigma, low, high) & (log_q <= 0), x, np.nan)
 
@@ -252,7 +296,7 @@ def best_of_n_quantile(dist: Any, q: Any, n: Any) -> np.ndarray:
     return _quantile64(mu, sigma, low, high, log_q).astype(dtype)
 
 
-def _log_binom_lower(log_s, log_f, n, k):
+def log_binom_lower(log_s, log_f, n, k):
     """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f."""
     log_s, log_f, n, k = np.broadcast_arrays(log_s, log_f, n, k)
     dtype = log_f.dtype
@@ -274,7 +318,7 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> np.ndarray:
     log_f, log_s = log_cdf_sf(dist, target)
     dtype = log_f.dtype
     n, k = np.asarray(n, dtype), np.asarray(k, dtype)
-    lower = _log_binom_lower(log_s, log_f, n, k)
+    lower = log_binom_lower(log_s, log_f, n, k)
     with np.errstate(all="ignore"):
         upper = sc.betainc(k, np.maximum(n - k + 1, 1), np.exp(log_s.astype(np.float64)))
     p = np.where(lower < -LN2, -np.expm1(lower), upper)
@@ -302,11 +346,12 @@ def expected_best(dist: Any, n: Any) -> np.ndarray:
 
 # ---------------------------------------------------------------- solvers
 
-def _ceil_exact(ratio_num, log_f, log_bound, offset=0.0):
+def _ceil_exact(log_f, log_bound):
+    """Smallest integer n >= 0 with n * log_f <= log_bound, exact in the dtype of log_f."""
     with np.errstate(all="ignore"):
-        n = np.maximum(np.ceil(ratio_num / log_f), 0.0).astype(log_f.dtype)
-        n = np.where(n * log_f + offset > log_bound, n + 1, n)
-        n = np.where((n >= 1) & ((n - 1) * log_f + offset <= log_bound), n - 1, n)
+        n = np.maximum(np.ceil(log_bound / log_f), 0.0).astype(log_f.dtype)
+        n = np.where(n * log_f > log_bound, n + 1, n)
+        n = np.where((n >= 1) & ((n - 1) * log_f <= log_bound), n - 1, n)
     return n.astype(log_f.dtype)
 
 
@@ -330,15 +375,16 @@ def _ints(**kw):
     return out
 
 
-def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible, achieved_fn):
+def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible, n_invalid,
+            achieved_fn):
     invalid, trivial, infeasible = status_parts
     status = np.where(invalid, Status.INVALID, np.where(
         trivial, Status.TRIVIAL, np.where(infeasible, Status.INFEASIBLE, Status.OK)))
-    n = np.where(invalid, n_max,
-                 np.where(trivial, n_trivial, np.where(infeasible, n_infeasible, n)))
-    n = np.broadcast_to(np.clip(n, n_min, n_max), shape)
+    n = np.where(trivial, n_trivial, np.where(infeasible, n_infeasible, n))
+    n = np.clip(n, n_min, n_max)
+    n = np.broadcast_to(np.where(invalid, n_invalid, n), shape).astype(np.int32)
     achieved = np.where(invalid, 0.0, achieved_fn(n.astype(dtype)))
-    return Solution(n.astype(np.int32), np.broadcast_to(status, shape).astype(np.int32),
+    return Solution(n, np.broadcast_to(status, shape).astype(np.int32),
                     np.broadcast_to(achieved, shape).astype(dtype))
 
 
@@ -361,18 +407,20 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     safe = lambda v, good: np.where(invalid, good, v).astype(dtype)  # noqa: E731
     sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
     t = safe(target, 0.5)
-    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
-    kf = ints["k"].astype(dtype)
+    # invalid elements get harmless bounds so that no loop runs on them
+    n_lo = np.where(invalid, 1, ints["n_min"]).astype(dtype)
+    n_hi = np.where(invalid, 1, ints["n_max"]).astype(dtype)
+    kf = np.where(invalid, 1, ints["k"]).astype(dtype)
 
     if criterion == "probability":
         log1mc = np.log1p(-safe(conf, 0.5))
         log_f, log_s = log_cdf_sf(sdist, t)
         never = log_f >= 0
         lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
-        n1 = _ceil_exact(log1mc, lf, log1mc)
+        n1 = np.minimum(_ceil_exact(lf, log1mc), n_hi + 1)  # beyond n_max: infeasible anyway
 
         def lower_tail(n):
-            return _log_binom_lower(log_s, lf, np.asarray(n, dtype), kf)
+            return log_binom_lower(log_s, lf, np.asarray(n, dtype), kf)
 
         def cond(n):
             return lower_tail(n) <= log1mc
@@ -410,7 +458,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                     np.broadcast_to(n_hi, shape).astype(dtype))
         achieved, n_trivial = expected, n_lo
     return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi,
-                   n_trivial, n_hi, achieved)
+                   n_trivial, n_hi, ints["n_max"], achieved)
 
 
 def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
@@ -431,11 +479,11 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
     with np.errstate(all="ignore"):
         log_cost = np.log(np.where(invalid, 1.0, cost)).astype(dtype)
-        n = _ceil_exact(log_cost - log_s, lf, log_cost, offset=log_s)
+        n = _ceil_exact(lf, (log_cost - log_s).astype(dtype))
     infeasible = never | (n > n_hi)
 
     def achieved(n):
         return np.where(trivial, 1.0, -np.expm1(n * np.where(never, 0.0, lf)))
 
     return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi, n_lo,
-                   np.where(never, n_lo, n_hi), achieved)
+                   np.where(never, n_lo, n_hi), ints["n_max"], achieved)

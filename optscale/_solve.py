@@ -21,15 +21,16 @@ __all__ = ["N_MAX_DEFAULT", "cost_aware_samples", "min_samples"]
 N_MAX_DEFAULT = 65536
 
 
-def _ceil_exact(ratio_num, log_f, log_bound, offset=0.0):
-    """Smallest integer n >= 0 with n * log_f + offset <= log_bound, for log_f < 0.
+def _ceil_exact(log_f, log_bound):
+    """Smallest integer n >= 0 with n * log_f <= log_bound, for log_f < 0.
 
     ceil of the ratio, then one step either way so the inequality holds exactly as evaluated in
-    this precision (the ratio itself rounds).
+    this precision (the ratio itself rounds). The right side is formed before the product so
+    no fused multiply-add can round it differently from a plain evaluation.
     """
-    n = jnp.maximum(jnp.ceil(ratio_num / log_f), 0.0)
-    n = jnp.where(n * log_f + offset > log_bound, n + 1.0, n)
-    n = jnp.where((n >= 1.0) & ((n - 1.0) * log_f + offset <= log_bound), n - 1.0, n)
+    n = jnp.maximum(jnp.ceil(log_bound / log_f), 0.0)
+    n = jnp.where(n * log_f > log_bound, n + 1.0, n)
+    n = jnp.where((n >= 1.0) & ((n - 1.0) * log_f <= log_bound), n - 1.0, n)
     return n
 
 
@@ -52,17 +53,16 @@ def _bisect(cond, lo, hi, shape):
 
 
 def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_infeasible,
-            achieved_fn):
+            n_invalid, achieved_fn):
     status = jnp.where(
         invalid, Status.INVALID,
         jnp.where(trivial, Status.TRIVIAL, jnp.where(infeasible, Status.INFEASIBLE, Status.OK)),
     ).astype(jnp.int32)
-    n = jnp.where(invalid, n_max, jnp.where(
-        trivial, n_trivial, jnp.where(infeasible, n_infeasible, n)))
-    n = jnp.broadcast_to(jnp.clip(n, n_min, n_max), shape)
+    n = jnp.where(trivial, n_trivial, jnp.where(infeasible, n_infeasible, n))
+    n = jnp.clip(n, n_min, n_max).astype(jnp.int32)
+    n = jnp.broadcast_to(jnp.where(invalid, n_invalid, n), shape)
     achieved = jnp.where(invalid, 0.0, achieved_fn(n))
-    return Solution(n.astype(jnp.int32), jnp.broadcast_to(status, shape),
-                    jnp.broadcast_to(achieved, shape))
+    return Solution(n, jnp.broadcast_to(status, shape), jnp.broadcast_to(achieved, shape))
 
 
 @partial(jax.jit, static_argnames=("criterion",))
@@ -85,20 +85,21 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                           k=k_i, n_min=n_min_i, n_max=n_max_i)
     trivial = target <= low
     # Bisection state lives in floats (exact for n < 2**24 in float32, 2**53 in float64).
-    n_lo = jnp.asarray(n_min_i, dtype)
-    n_hi = jnp.asarray(n_max_i, dtype)
-    # Parameters of invalid elements are replaced by harmless ones so no loop runs on them.
+    # Invalid elements get harmless values so that no loop runs on them.
+    n_lo = jnp.where(invalid, 1, n_min_i).astype(dtype)
+    n_hi = jnp.where(invalid, 1, n_max_i).astype(dtype)
     safe = lambda v, good: jnp.where(invalid, good, v)  # noqa: E731
     sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
     target_s = safe(target, 0.5)
 
     if criterion == "probability":
-        kf = jnp.asarray(k_i, dtype)
+        kf = jnp.where(invalid, 1, k_i).astype(dtype)
         log1mc = jnp.log1p(-safe(confidence, 0.5))
         log_f, log_s = tn.log_cdf_sf(sdist, target_s)
         never = log_f >= 0.0  # F(target) == 1 in working precision
         lf = jnp.where(never | trivial, -1.0, log_f)
-        n1 = _ceil_exact(log1mc, lf, log1mc)  # best of n: closed form
+        # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
+        n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
 
         def lower_tail(n):
             return os_.log_binom_lower(log_s, lf, n, kf)
@@ -145,7 +146,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
         raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
 
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_trivial, n_hi,
-                   achieved)
+                   n_max_i, achieved)
 
 
 @jax.jit
@@ -166,8 +167,8 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     lf = jnp.where(never | trivial, -1.0, log_f)
     log_cost = jnp.log(jnp.where(invalid, 1.0, cost))
     # g(n+1) - g(n) = F^n S - cost: the gain is concave, so the optimum is the smallest n >= 0
-    # with n log F + log S <= log cost.
-    n = _ceil_exact(log_cost - log_s, lf, log_cost, offset=log_s)
+    # with n log F <= log cost - log S.
+    n = _ceil_exact(lf, log_cost - log_s)
     infeasible = never | (n > n_hi)
 
     def achieved(n_int):
@@ -177,4 +178,4 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     # An unreachable target is best served by the fewest samples, not the most.
     n_infeasible = jnp.where(never, n_lo, n_hi)
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo,
-                   n_infeasible, achieved)
+                   n_infeasible, n_max_i, achieved)

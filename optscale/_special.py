@@ -1,10 +1,12 @@
 """Log-space special functions in JAX: the pieces the truncated normal needs, without cancellation.
 
 ``log_gauss_mass(a, b, w) = log(Phi(b) - Phi(a))`` follows scipy's ``_log_gauss_mass`` (reflect
-both-negative intervals to the right tail, ``log1p`` in the middle) and adds one thing scipy lacks:
-for short intervals in a tail the log-ratio ``log Phi(-b) - log Phi(-a)`` is integrated from the
-hazard function with Gauss-Legendre nodes instead of subtracting two large logs, so a point close
-to a bound keeps full relative accuracy. ``ndtri_exp`` inverts ``log Phi`` like scipy's.
+both-negative intervals to the right tail, ``log1p`` in the middle) and adds two things scipy
+lacks: for short intervals in a tail the log-ratio ``log Phi(-b) - log Phi(-a)`` is integrated from
+the hazard function with Gauss-Legendre nodes instead of subtracting two large logs, so a point
+close to a bound keeps full relative accuracy; and the tail's large anchor ``log Phi(-a)`` is
+returned apart (:func:`log_mass_parts`) so that ratios of masses cancel it exactly.
+``ndtri_exp`` inverts ``log Phi`` like scipy's.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy import special as jss
 
-__all__ = ["LN2", "log1mexp", "log_gauss_mass", "log_ndtr", "ndtri_exp", "norm_logpdf"]
+__all__ = [
+    "LN2", "log1mexp", "log_gauss_mass", "log_hazard", "log_mass_parts", "log_ndtr", "ndtri_exp",
+    "norm_logpdf", "tail_log_ratio",
+]
 
 LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # JAX's default 3-term asymptotic series is only ~4e-9 relative at x = -20 (float64 switch point).
 _LOG_NDTR_SERIES = 10
-# 6 nodes integrate the hazard over any tail interval with |log-ratio| <= 1 to ~5e-15 (checked
-# against mpmath); longer intervals are differenced directly, where that is accurate.
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+# Tail intervals [a, a + w] with w <= a + 1 integrate the hazard (which at most doubles across them)
+# with 8 Gauss-Legendre nodes, to ~2e-15 (checked against mpmath); longer ones difference log Phi,
+# whose error eps * a^2 / 2 is then small against the ratio's size ~ a w.
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
 
 def log_ndtr(x: jax.Array) -> jax.Array:
@@ -45,48 +51,73 @@ def log1mexp(x: jax.Array) -> jax.Array:
     return jnp.where(near, jnp.log(-jnp.expm1(x_near)), jnp.log1p(-jnp.exp(x_far)))
 
 
-def _hazard(x: jax.Array) -> jax.Array:
-    """phi(x) / Phi(-x) for x >= 0.
+_MILLS_DEPTH = 14  # Laplace's continued fraction is exact to rounding from x = 8 with 14 terms
 
+
+def log_hazard(x: jax.Array) -> jax.Array:
+    """log(phi(x) / Phi(-x)).
+
+    Below 8 as a log difference (accurate: both logs are small); from 8 by the continued fraction
+    of the Mills ratio, since the difference of two logs of size x^2/2 would lose digits.
     Not via ``jax.scipy.special.erfcx``: in jax 0.10 it returns 0 on a band of arguments (float64
-    near 26.54, float32 near 9.19). The log difference below is accurate to ~eps * x**2 / 2.
+    near 26.54, float32 near 9.19).
     """
-    return jnp.exp(norm_logpdf(x) - log_ndtr(-x))
+    small = x < 8.0
+    xs = jnp.where(small, x, 0.0)
+    xl = jnp.where(small, 8.0, x)
+    t = xl
+    for k in range(_MILLS_DEPTH, 0, -1):
+        t = xl + k / t
+    return jnp.where(small, norm_logpdf(xs) - log_ndtr(-xs), jnp.log(t))
 
 
-def _log_tail_mass(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
-    """log(Phi(-a) - Phi(-b)) for 0 <= a <= b, with w = b - a given without cancellation."""
+def tail_log_ratio(a: jax.Array, b: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(log Phi(-a), log Phi(-b) - log Phi(-a)) for 0 <= a <= b, with w = b - a exact.
+
+    Short intervals integrate the hazard, d/dx log Phi(-x) = -hazard(x): differencing two logs
+    of size a^2 / 2 would leave ~eps * a^2 absolute error, all of it for a point near a.
+    """
     dtype = a.dtype
     log_a = log_ndtr(-a)
     direct = log_ndtr(-b) - log_a
     nodes = a[..., None] + (0.5 * w)[..., None] * (1.0 + _GL_X.astype(dtype))
-    quad = -0.5 * w * jnp.sum(_GL_W.astype(dtype) * _hazard(nodes), axis=-1)
-    return log_a + log1mexp(jnp.where(direct > -1.0, quad, direct))
+    quad = -0.5 * w * jnp.sum(_GL_W.astype(dtype) * jnp.exp(log_hazard(nodes)), axis=-1)
+    return log_a, jnp.where(w <= a + 1.0, quad, direct)
 
 
-def log_gauss_mass(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
-    """log(Phi(b) - Phi(a)) for a <= b, with w = b - a computed by the caller.
+def log_mass_parts(a: jax.Array, b: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
+    """log(Phi(b) - Phi(a)) = anchor + rel, for a <= b with w = b - a computed by the caller.
 
-    Passing the width separately matters: for x near a bound, (x - low) / sigma is exact while
+    In a tail the anchor is log Phi(-a) (or log Phi(b) left of 0) and rel = log(1 - exp(ratio))
+    with the ratio from :func:`tail_log_ratio`, also returned; in the middle the anchor is 0.
+    Keeping the anchor apart lets callers cancel it exactly: for mu far outside [low, high] it
+    is huge (log Phi(-530) ~ -1.4e5) and rounding it costs all the digits of a probability.
+    Passing the width matters too: for x near a bound, (x - low) / sigma is exact while
     (x - mu) / sigma - (low - mu) / sigma is not.
     """
-    left = b <= 0.0
     right = a >= 0.0
+    left = (b <= 0.0) & ~right
     tail = left | right
     # Reflect the left tail: Phi(b) - Phi(a) = Phi(-(-b)) - Phi(-(-a)).
     ta = jnp.where(right, a, jnp.where(left, -b, 0.0))
     tb = jnp.where(right, b, jnp.where(left, -a, 1.0))
-    tail_val = _log_tail_mass(ta, tb, jnp.where(tail, w, 1.0))
+    anchor, ratio = tail_log_ratio(ta, tb, jnp.where(tail, w, 1.0))
     # Central interval a < 0 < b: mass = 1 - (both tails); when that is small, the erf difference
     # of opposite-sign arguments has no cancellation.
     ca = jnp.where(tail, -1.0, a)
     cb = jnp.where(tail, 1.0, b)
     tails = jss.ndtr(ca) + jss.ndtr(-cb)
     s = 1.0 / math.sqrt(2.0)
-    central_val = jnp.where(
+    central = jnp.where(
         tails < 0.5, jnp.log1p(-tails), jnp.log(0.5 * (jss.erf(cb * s) - jss.erf(ca * s)))
     )
-    return jnp.where(tail, tail_val, central_val)
+    return jnp.where(tail, anchor, 0.0), jnp.where(tail, log1mexp(ratio), central), ratio
+
+
+def log_gauss_mass(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
+    """log(Phi(b) - Phi(a)) for a <= b, with w = b - a computed by the caller."""
+    anchor, rel, _ = log_mass_parts(a, b, w)
+    return anchor + rel
 
 
 # Cephes ndtri coefficients for p < exp(-2) (as in scipy.special.ndtri_exp), evaluated on

@@ -13,7 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optscale._special import LN2, log1mexp, log_gauss_mass, log_ndtr, ndtri_exp, norm_logpdf
+from optscale._special import (
+    LN2,
+    log1mexp,
+    log_gauss_mass,
+    log_hazard,
+    log_mass_parts,
+    log_ndtr,
+    ndtri_exp,
+    norm_logpdf,
+)
 
 __all__ = [
     "cdf", "icdf", "icdf_log", "isf", "log_cdf_sf", "logcdf", "logpdf", "logsf", "mean",
@@ -44,31 +53,61 @@ def _log_normalizer(mu, sigma, low, high):
     return log_gauss_mass((low - mu) / sigma, (high - mu) / sigma, (high - low) / sigma)
 
 
-def log_cdf_sf(dist: Any, x: Any) -> tuple[jax.Array, jax.Array]:
-    """(log P(X <= x), log P(X > x)); whichever is near 0 is derived from the other."""
+def _log_cdf_sf_pdf(mu, sigma, low, high, x):
+    """(log P(X <= x), log P(X > x), log density) for x strictly inside (low, high).
+
+    Ranges below the mean's side are reflected (x -> -x swaps cdf and sf) so that a one-sided
+    range always lies in the right tail, where every mass shares the anchor log Phi(-alpha) and
+    the ratios are formed without it.
+    """
+    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+    width, d_lo, d_hi = (high - low) / sigma, (x - low) / sigma, (high - x) / sigma
+    flip = (beta <= 0.0) & (alpha < 0.0)
+    a, b = jnp.where(flip, -beta, alpha), jnp.where(flip, -alpha, beta)
+    z = jnp.where(flip, -(x - mu) / sigma, (x - mu) / sigma)
+    dl, dh = jnp.where(flip, d_hi, d_lo), jnp.where(flip, d_lo, d_hi)
+    anchor_lo, rel_lo, ratio_lo = log_mass_parts(a, z, dl)
+    anchor_hi, rel_hi, _ = log_mass_parts(z, b, dh)
+    _, rel_z, _ = log_mass_parts(a, b, width)
+    one_sided = a >= 0.0  # then anchor_lo == anchor(Z) and anchor_hi - anchor(Z) == ratio_lo
+    lc = jnp.where(one_sided, rel_lo, anchor_lo + rel_lo) - rel_z
+    ls = jnp.where(one_sided, ratio_lo + rel_hi, anchor_hi + rel_hi) - rel_z
+    a_safe = jnp.where(one_sided, a, 0.0)
+    # phi(z) / Phi(-a) = hazard(a) * exp(-(z - a)(z + a) / 2), with z - a = dl exact.
+    lpdf = jnp.where(one_sided, log_hazard(a_safe) - 0.5 * dl * (2.0 * a + dl),
+                     norm_logpdf(z)) - rel_z - jnp.log(sigma)
+    lc, ls = jnp.minimum(lc, 0.0), jnp.minimum(ls, 0.0)
+    lc, ls = jnp.where(flip, ls, lc), jnp.where(flip, lc, ls)
+    # Whichever of the two is near 0 comes from the other, which is accurate.
+    return jnp.where(lc < -LN2, lc, log1mexp(ls)), jnp.where(ls < -LN2, ls, log1mexp(lc)), lpdf
+
+
+def _all_logs(dist: Any, x: Any):
     mu, sigma, low, high, x = params(dist, x)
     below, above = x <= low, x >= high
     # A safe interior point where x is outside, so that gradients of the unused branch stay finite.
     xs = jnp.where(below | above, 0.5 * (low + high), x)
-    alpha, beta, z = (low - mu) / sigma, (high - mu) / sigma, (xs - mu) / sigma
-    log_z = _log_normalizer(mu, sigma, low, high)
-    lc = log_gauss_mass(alpha, z, (xs - low) / sigma) - log_z
-    ls = log_gauss_mass(z, beta, (high - xs) / sigma) - log_z
-    lc, ls = jnp.minimum(lc, 0.0), jnp.minimum(ls, 0.0)
-    logcdf_ = jnp.where(lc < -LN2, lc, log1mexp(ls))
-    logsf_ = jnp.where(ls < -LN2, ls, log1mexp(lc))
-    logcdf_ = jnp.where(below, -jnp.inf, jnp.where(above, 0.0, logcdf_))
-    logsf_ = jnp.where(below, 0.0, jnp.where(above, -jnp.inf, logsf_))
+    lc, ls, lpdf = _log_cdf_sf_pdf(mu, sigma, low, high, xs)
+    lc = jnp.where(below, -jnp.inf, jnp.where(above, 0.0, lc))
+    ls = jnp.where(below, 0.0, jnp.where(above, -jnp.inf, ls))
+    lpdf = jnp.where(below | above, -jnp.inf, lpdf)
     ok = valid_params(mu, sigma, low, high)
-    return jnp.where(ok, logcdf_, jnp.nan), jnp.where(ok, logsf_, jnp.nan)
+    nan = jnp.nan
+    return jnp.where(ok, lc, nan), jnp.where(ok, ls, nan), jnp.where(ok, lpdf, nan)
+
+
+def log_cdf_sf(dist: Any, x: Any) -> tuple[jax.Array, jax.Array]:
+    """(log P(X <= x), log P(X > x)), each accurate in relative terms."""
+    lc, ls, _ = _all_logs(dist, x)
+    return lc, ls
 
 
 def logcdf(dist: Any, x: Any) -> jax.Array:
-    return log_cdf_sf(dist, x)[0]
+    return _all_logs(dist, x)[0]
 
 
 def logsf(dist: Any, x: Any) -> jax.Array:
-    return log_cdf_sf(dist, x)[1]
+    return _all_logs(dist, x)[1]
 
 
 def cdf(dist: Any, x: Any) -> jax.Array:
@@ -80,57 +119,73 @@ def sf(dist: Any, x: Any) -> jax.Array:
 
 
 def logpdf(dist: Any, x: Any) -> jax.Array:
+    """Log density (the bounds belong to the support)."""
     mu, sigma, low, high, x = params(dist, x)
     inside = (x >= low) & (x <= high)
-    out = norm_logpdf((x - mu) / sigma) - jnp.log(sigma) - _log_normalizer(mu, sigma, low, high)
-    out = jnp.where(inside, out, -jnp.inf)
+    xs = jnp.where(inside, x, 0.5 * (low + high))
+    out = jnp.where(inside, _log_cdf_sf_pdf(mu, sigma, low, high, xs)[2], -jnp.inf)
     return jnp.where(valid_params(mu, sigma, low, high), out, jnp.nan)
 
 
 def _quantile(dist: Any, log_q: Any, newton_steps: int) -> jax.Array:
     """The x with log P(X <= x) = log_q.
 
-    A first guess inverts log Phi (scipy's truncnorm ppf); then Newton steps on log(distance to
-    the nearer bound), where the log CDF is close to linear, restore full relative accuracy of
-    x - low (or high - x) deep in a tail, where the first guess only has absolute accuracy.
+    First guess: scipy's ppf (invert log Phi), or, deep in a one-sided tail where that guess only
+    has absolute accuracy, the exponential approximation of the tail. Then Newton steps on
+    u = log(distance to the bound the mass piles against), solving whichever of log cdf / log sf
+    is far from 0, with the accurate functions above: x - low (or high - x) ends with full
+    relative accuracy.
     """
     mu, sigma, low, high, log_q = params(dist, log_q)
     alpha, beta = (low - mu) / sigma, (high - mu) / sigma
     width = (high - low) / sigma
     log_z = _log_normalizer(mu, sigma, low, high)
     log_1mq = log1mexp(log_q)
-    lower = log_q <= -LN2  # measure from low; otherwise from high, with log P(X > x) = log(1-q)
-    log_p = jnp.where(lower, log_q, log_1mq)
+    solve_cdf = log_q <= -LN2
 
-    # First guess in standard units. Lower side: Phi(z) = Phi(alpha) + q Z, or, when Phi(alpha)
-    # is close to 1, Phi(-z) = Phi(-alpha) - q Z; the upper side mirrors it with 1 - q.
-    edge = jnp.where(lower, alpha, -beta)  # the bound, reflected so the lower side is canonical
-    log_edge_cdf = log_ndtr(edge)
-    log_edge_sf = log_ndtr(-edge)
+    # Measure x from the bound on its side of the median: that keeps x - low (or high - x) exact.
+    from_low = solve_cdf
+    log_p = jnp.where(from_low, log_q, log_1mq)  # probability between that bound and x
+
+    # Generic guess in standard units: Phi(z) = Phi(edge) + p Z, or, when Phi(edge) is close
+    # to 1, Phi(-z) = Phi(-edge) - p Z; measured from high the frame is reflected.
+    edge = jnp.where(from_low, alpha, -beta)
+    log_edge_cdf, log_edge_sf = log_ndtr(edge), log_ndtr(-edge)
     add = ndtri_exp(jnp.logaddexp(log_edge_cdf, log_p + log_z))
     sub = -ndtri_exp(log_edge_sf + log1mexp(jnp.minimum(log_p + log_z - log_edge_sf, 0.0)))
     z0 = jnp.where(edge < 0.0, add, sub)
-    z0 = jnp.where(lower, z0, -z0)
-    delta = jnp.clip(jnp.where(lower, z0 - alpha, beta - z0), 0.0, width)
-    # Near the bound the mass is ~ density(bound) * delta: use that where z0 has lost delta.
+    delta = jnp.clip(z0 - edge, 0.0, width)
     linear = jnp.exp(log_p + log_z - norm_logpdf(edge))
     tiny = delta <= 64.0 * jnp.finfo(delta.dtype).eps * (1.0 + jnp.abs(edge))
-    u = jnp.log(jnp.where(tiny, jnp.minimum(linear, width), delta))
+    delta = jnp.where(tiny, jnp.minimum(linear, width), delta)
+    # Deep one-sided tail, x on the side the mass piles against: the mass within d of the bound is
+    # close to (1 - e^{-r d - d^2/2}) / (1 - e^{-c}), exponential with rate r = |alpha| or |beta|.
+    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
+    deep = deep_right | deep_left
+    same_side = jnp.where(deep_right, from_low, ~from_low)
+    r = jnp.where(deep_right, alpha, jnp.where(deep_left, -beta, 8.0))
+    c = r * width + 0.5 * width * width
+    log_near = jnp.where(same_side, log_p, log1mexp(log_p))
+    ell = -log1mexp(jnp.minimum(log_near + log1mexp(-c), 0.0))
+    expo = jnp.minimum(2.0 * ell / (r + jnp.sqrt(r * r + 2.0 * ell)), width)
+    delta = jnp.where(deep & same_side, expo, delta)
+    u = jnp.log(delta)
     u = jnp.where(jnp.isfinite(u), u, jnp.log(0.5 * width))
 
-    def side_mass(d):
-        inner = jnp.where(lower, alpha + d, beta - d)
-        a, b = jnp.where(lower, alpha, inner), jnp.where(lower, inner, beta)
-        return log_gauss_mass(a, b, d) - log_z, norm_logpdf(inner)
-
+    target = jnp.where(solve_cdf, log_q, log_1mq)
+    sign = jnp.where(solve_cdf == from_low, 1.0, -1.0)
     for _ in range(newton_steps):
         d = jnp.exp(u)
-        g, log_dens = side_mass(d)
-        slope = jnp.exp(log_dens + u - (g + log_z))  # d g / d u
-        u = jnp.minimum(u - (g - log_p) / slope, jnp.log(width))
+        x = jnp.clip(jnp.where(from_low, low + sigma * d, high - sigma * d), low, high)
+        inside = (x > low) & (x < high)
+        xs = jnp.where(inside, x, 0.5 * (low + high))
+        lc, ls, lpdf = _log_cdf_sf_pdf(mu, sigma, low, high, xs)
+        g = jnp.where(solve_cdf, lc, ls) - target
+        slope = sign * jnp.exp(lpdf - jnp.where(solve_cdf, lc, ls) + jnp.log(sigma) + u)
+        u_new = jnp.minimum(u - g / slope, jnp.log(width))
+        u = jnp.where(inside & jnp.isfinite(u_new), u_new, u)
     d = jnp.exp(u)
-    x = jnp.where(lower, low + sigma * d, high - sigma * d)
-    x = jnp.clip(x, low, high)
+    x = jnp.clip(jnp.where(from_low, low + sigma * d, high - sigma * d), low, high)
     x = jnp.where(log_q == -jnp.inf, low, jnp.where(log_q == 0.0, high, x))
     ok = valid_params(mu, sigma, low, high) & (log_q <= 0.0)
     return jnp.where(ok, x, jnp.nan)
