@@ -4,7 +4,6 @@ and the cost-aware optimum. jit-compiled, batch-first, vmap-safe; results carry 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import jax
@@ -65,104 +64,140 @@ def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_i
     return Solution(n, jnp.broadcast_to(status, shape), jnp.broadcast_to(achieved, shape))
 
 
-@partial(jax.jit, static_argnames=("criterion",))
+_log_cdf_sf_packed = jax.jit(tn.log_cdf_sf_packed)
+
+
 def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                 criterion: str = "probability", n_min: Any = 1,
                 n_max: Any = N_MAX_DEFAULT) -> Solution:
-    """Smallest n in [n_min, n_max] meeting the criterion; see :func:`optscale.min_samples`."""
+    """Smallest n in [n_min, n_max] meeting the criterion; see :func:`optscale.min_samples`.
+
+    Two jitted stages (log F and log S packed in one array, then the solver), so that XLA keeps
+    the expensive special functions in one loop; inside a caller's jit they inline as one.
+    """
     if criterion == "probability":
-        mu, sigma, low, high, target, confidence = tn.params(dist, target, confidence)
-    else:
-        mu, sigma, low, high, target = tn.params(dist, target)
+        dtype = tn._float_dtype(*dist_params(dist), target, confidence)
+        target = jnp.asarray(target, dtype)
+        packed = _log_cdf_sf_packed(dist, target)
+        return _min_samples_probability(dist, target, confidence, packed, k=k, n_min=n_min,
+                                        n_max=n_max)
+    if criterion == "expected":
+        return _min_samples_expected(dist, target, n_min=n_min, n_max=n_max)
+    raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+
+
+def dist_params(dist: Any) -> tuple[Any, ...]:
+    return (dist.mu, dist.sigma, dist.low, dist.high)
+
+
+def _prepare(dist, target, extra, n_min, n_max, k=None):
+    mu, sigma, low, high, target, *extra = tn.params(dist, target, *extra)
     dtype = mu.dtype
-    k_i = jnp.asarray(k, jnp.int32)
-    n_min_i, n_max_i = jnp.asarray(n_min, jnp.int32), jnp.asarray(n_max, jnp.int32)
-    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (
-        mu, sigma, low, high, target, k_i, n_min_i, n_max_i,
-        *(() if criterion != "probability" else (confidence,)))))
+    ints = dict(n_min=jnp.asarray(n_min, jnp.int32), n_max=jnp.asarray(n_max, jnp.int32))
+    if k is not None:
+        ints["k"] = jnp.asarray(k, jnp.int32)
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (mu, sigma, low, high, target, *extra,
+                                                           *ints.values())))
+    return mu, sigma, low, high, target, extra, ints, dtype, shape
+
+
+@jax.jit
+def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_max):
+    mu, sigma, low, high, target, (confidence,), ints, dtype, shape = _prepare(
+        dist, target, (confidence,), n_min, n_max, k)
     invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target,
-                          confidence=confidence if criterion == "probability" else None,
-                          k=k_i, n_min=n_min_i, n_max=n_max_i)
+                          confidence=confidence, **ints)
     trivial = target <= low
     # Bisection state lives in floats (exact for n < 2**24 in float32, 2**53 in float64).
     # Invalid elements get harmless values so that no loop runs on them.
-    n_lo = jnp.where(invalid, 1, n_min_i).astype(dtype)
-    n_hi = jnp.where(invalid, 1, n_max_i).astype(dtype)
+    n_lo = jnp.where(invalid, 1, ints["n_min"]).astype(dtype)
+    n_hi = jnp.where(invalid, 1, ints["n_max"]).astype(dtype)
+    kf = jnp.where(invalid, 1, ints["k"]).astype(dtype)
+    log1mc = jnp.log1p(-jnp.where(invalid, 0.5, confidence))
+    log_f, log_s = jnp.real(packed), jnp.imag(packed)
+    never = ~(log_f < 0.0)  # F(target) == 1 in working precision (or invalid)
+    lf = jnp.where(never | trivial, -1.0, log_f)
+    ls = jnp.where(invalid, -1.0, log_s)
+    # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
+    n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
+
+    def lower_tail(n):
+        return os_.log_binom_lower(ls, lf, n, kf)
+
+    def cond(n):
+        return lower_tail(n) <= log1mc
+
+    lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
+    # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
+    ell = -log1mc
+    need = (kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
+    chernoff = jnp.ceil(need * jnp.exp(-ls)) + 1.0
+    hi = jnp.where(kf <= 1.0, lo, jnp.clip(chernoff, lo, n_hi))
+    ok_hi = cond(hi)
+    retry = ~ok_hi & (hi < n_hi)
+    hi = jnp.where(retry, n_hi, hi)
+    ok_hi = jnp.where(retry, cond(hi), ok_hi)
+    infeasible = never | ~ok_hi | (lo > n_hi)
+    done = invalid | trivial | infeasible
+    n = _bisect(cond, jnp.where(done, hi, lo), hi, shape)
+
+    def achieved(n_int):
+        p = -jnp.expm1(lower_tail(jnp.asarray(n_int, dtype)))
+        return jnp.where(trivial & (n_int >= kf), 1.0, p)
+
+    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi,
+                   jnp.maximum(kf, n_lo), n_hi, ints["n_max"], achieved)
+
+
+@jax.jit
+def _min_samples_expected(dist, target, *, n_min, n_max):
+    mu, sigma, low, high, target, _, ints, dtype, shape = _prepare(dist, target, (), n_min,
+                                                                   n_max)
+    invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target, **ints)
+    trivial = target <= low
+    n_lo = jnp.where(invalid, 1, ints["n_min"]).astype(dtype)
+    n_hi = jnp.where(invalid, 1, ints["n_max"]).astype(dtype)
+    # Parameters of invalid elements are replaced by harmless ones so no loop runs on them.
     safe = lambda v, good: jnp.where(invalid, good, v)  # noqa: E731
     sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
     target_s = safe(target, 0.5)
 
-    if criterion == "probability":
-        kf = jnp.where(invalid, 1, k_i).astype(dtype)
-        log1mc = jnp.log1p(-safe(confidence, 0.5))
-        log_f, log_s = tn.log_cdf_sf(sdist, target_s)
-        never = log_f >= 0.0  # F(target) == 1 in working precision
-        lf = jnp.where(never | trivial, -1.0, log_f)
-        # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
-        n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
+    def expected(n):
+        return os_.expected_best_given(sdist, n)
 
-        def lower_tail(n):
-            return os_.log_binom_lower(log_s, lf, n, kf)
+    def cond(n):
+        return expected(n) >= target_s
 
-        def cond(n):
-            return lower_tail(n) <= log1mc
+    ok_hi = cond(n_hi)
+    infeasible = (target >= high) | ~ok_hi
+    done = invalid | trivial | infeasible
+    n = _bisect(cond, jnp.where(done, n_hi, n_lo), n_hi, shape)
 
-        lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
-        # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
-        ell = -log1mc
-        need = (kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
-        chernoff = jnp.ceil(need * jnp.exp(-log_s)) + 1.0
-        hi = jnp.where(kf <= 1.0, lo, jnp.clip(chernoff, lo, n_hi))
-        ok_hi = cond(hi)
-        retry = ~ok_hi & (hi < n_hi)
-        hi = jnp.where(retry, n_hi, hi)
-        ok_hi = jnp.where(retry, cond(hi), ok_hi)
-        infeasible = never | ~ok_hi | (lo > n_hi)
-        done = invalid | trivial | infeasible
-        n = _bisect(cond, jnp.where(done, hi, lo), hi, shape)
-        n_trivial = jnp.maximum(kf, n_lo)
+    def achieved(n_int):
+        return expected(jnp.asarray(n_int, dtype))
 
-        def achieved(n_int):
-            p = -jnp.expm1(lower_tail(jnp.asarray(n_int, dtype)))
-            return jnp.where(trivial & (n_int >= kf), 1.0, p)
-
-    elif criterion == "expected":
-        def expected(n):
-            return os_.expected_best_given(sdist, n)
-
-        def cond(n):
-            return expected(n) >= target_s
-
-        ok_hi = cond(n_hi)
-        infeasible = (target >= high) | ~ok_hi
-        done = invalid | trivial | infeasible
-        n = _bisect(cond, jnp.where(done, n_hi, n_lo), n_hi, shape)
-        n_trivial = n_lo
-
-        def achieved(n_int):
-            return expected(jnp.asarray(n_int, dtype))
-
-    else:
-        raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
-
-    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_trivial, n_hi,
-                   n_max_i, achieved)
+    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo, n_hi,
+                   ints["n_max"], achieved)
 
 
-@jax.jit
 def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
                        n_max: Any = N_MAX_DEFAULT) -> Solution:
     """argmax over n in [n_min, n_max] of P(best of n >= target) - cost * n."""
-    mu, sigma, low, high, target, cost = tn.params(dist, target, cost)
-    dtype = mu.dtype
-    n_min_i, n_max_i = jnp.asarray(n_min, jnp.int32), jnp.asarray(n_max, jnp.int32)
-    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in (
-        mu, sigma, low, high, target, cost, n_min_i, n_max_i)))
+    dtype = tn._float_dtype(*dist_params(dist), target, cost)
+    target = jnp.asarray(target, dtype)
+    return _cost_aware(dist, target, cost, _log_cdf_sf_packed(dist, target), n_min=n_min,
+                       n_max=n_max)
+
+
+@jax.jit
+def _cost_aware(dist, target, cost, packed, *, n_min, n_max):
+    mu, sigma, low, high, target, (cost,), ints, dtype, shape = _prepare(
+        dist, target, (cost,), n_min, n_max)
     invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target, cost=cost,
-                          n_min=n_min_i, n_max=n_max_i)
+                          **ints)
     trivial = target <= low
-    n_lo, n_hi = jnp.asarray(n_min_i, dtype), jnp.asarray(n_max_i, dtype)
-    log_f, log_s = tn.log_cdf_sf(dist, target)
+    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
+    log_f, log_s = jnp.real(packed), jnp.imag(packed)
     never = ~(log_f < 0.0)
     lf = jnp.where(never | trivial, -1.0, log_f)
     log_cost = jnp.log(jnp.where(invalid, 1.0, cost))
@@ -178,4 +213,4 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     # An unreachable target is best served by the fewest samples, not the most.
     n_infeasible = jnp.where(never, n_lo, n_hi)
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo,
-                   n_infeasible, n_max_i, achieved)
+                   n_infeasible, ints["n_max"], achieved)
