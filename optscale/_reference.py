@@ -412,7 +412,20 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     n_hi = np.where(invalid, 1, ints["n_max"]).astype(dtype)
     kf = np.where(invalid, 1, ints["k"]).astype(dtype)
 
-    if criterion == "probability":
+    closed_form = isinstance(k, int) and not isinstance(k, bool) and k == 1
+    if criterion == "probability" and closed_form:
+        log1mc = np.log1p(-safe(conf, 0.5))
+        log_f = logcdf(sdist, t)
+        never = log_f >= 0
+        lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
+        n = _ceil_exact(lf, log1mc)
+        infeasible = never | (n > n_hi)
+
+        def achieved(n):
+            return np.where(trivial, 1.0, -np.expm1(n * np.where(never, 0.0, lf)))
+
+        n_trivial = n_lo
+    elif criterion == "probability":
         log1mc = np.log1p(-safe(conf, 0.5))
         log_f, log_s = log_cdf_sf(sdist, t)
         never = log_f >= 0

@@ -65,6 +65,7 @@ def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_i
 
 
 _log_cdf_sf_packed = jax.jit(tn.log_cdf_sf_packed)
+_logcdf = jax.jit(tn.logcdf)
 
 
 def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
@@ -78,6 +79,10 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     if criterion == "probability":
         dtype = tn._float_dtype(*dist_params(dist), target, confidence)
         target = jnp.asarray(target, dtype)
+        if isinstance(k, int) and not isinstance(k, bool) and k == 1:
+            # The common case needs only log F: no loops, no log S.
+            return _min_samples_best(dist, target, confidence, _logcdf(dist, target),
+                                     n_min=n_min, n_max=n_max)
         packed = _log_cdf_sf_packed(dist, target)
         return _min_samples_probability(dist, target, confidence, packed, k=k, n_min=n_min,
                                         n_max=n_max)
@@ -147,6 +152,29 @@ def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_ma
 
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi,
                    jnp.maximum(kf, n_lo), n_hi, ints["n_max"], achieved)
+
+
+@jax.jit
+def _min_samples_best(dist, target, confidence, log_f, *, n_min, n_max):
+    """k = 1: n = ceil(log(1 - c) / log F), made exact; no search."""
+    mu, sigma, low, high, target, (confidence,), ints, dtype, shape = _prepare(
+        dist, target, (confidence,), n_min, n_max)
+    invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target,
+                          confidence=confidence, **ints)
+    trivial = target <= low
+    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
+    log1mc = jnp.log1p(-jnp.where(invalid, 0.5, confidence))
+    never = ~(log_f < 0.0)
+    lf = jnp.where(never | trivial, -1.0, log_f)
+    n = _ceil_exact(lf, log1mc)
+    infeasible = never | (n > n_hi)
+
+    def achieved(n_int):
+        p = -jnp.expm1(jnp.asarray(n_int, dtype) * jnp.where(never, 0.0, lf))
+        return jnp.where(trivial, 1.0, p)
+
+    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo, n_hi,
+                   ints["n_max"], achieved)
 
 
 @jax.jit

@@ -1,0 +1,100 @@
+"""Print the speed ratio table of the README in one run.
+
+    python benchmarks/ratio_table.py [--size 1000000] [--grid-queries 1000]
+
+Every method answers the same minimal-N queries (best of N reaches the target with the given
+confidence); times are the best of 5 runs after a warm-up (JIT compilation excluded). The paper's
+grid method is timed on a subsample and reported per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import optscale  # noqa: E402
+from benchmarks import _workload  # noqa: E402
+from optscale import _reference  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=_workload.SIZE)
+    parser.add_argument("--grid-queries", type=int, default=_workload.GRID_QUERIES)
+    args = parser.parse_args()
+    q = _workload.queries(args.size)
+    rows = []  # (label, dtype, seconds for the batch, queries)
+
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        jax = None
+    if jax is not None:
+        for dtype in (np.float32, np.float64):
+            with jax.enable_x64(dtype == np.float64):
+                d = optscale.TruncatedNormal(*(jnp.asarray(q[k], dtype) for k in ("mu", "sigma")))
+                t, c = jnp.asarray(q["target"], dtype), jnp.asarray(q["confidence"], dtype)
+                for k in (1, 3):
+                    sec = _workload.best_time(
+                        lambda d=d, t=t, c=c, k=k: optscale.min_samples(d, t, c, k=k).n
+                        .block_until_ready())
+                    label = "JAX jit, closed form (k=1)" if k == 1 else "JAX jit, k-of-N (k=3)"
+                    rows.append((label, np.dtype(dtype).name, sec, args.size))
+        device = jax.devices()[0]
+        where = f"{device.platform} ({device.device_kind})"
+    else:
+        where = "no JAX"
+
+    d64 = optscale.TruncatedNormal(q["mu"], q["sigma"])
+    numpy_sec = _workload.best_time(
+        lambda: _reference.min_samples(d64, q["target"], q["confidence"]), repeats=3)
+    rows.append(("NumPy/SciPy reference, closed form", "float64", numpy_sec, args.size))
+    sec = _workload.best_time(lambda: _workload.scipy_closed_form(q), repeats=3)
+    rows.append(("scipy.stats.truncnorm, closed form", "float64", sec, args.size))
+    sub = list(zip(*(q[k][: args.grid_queries] for k in ("mu", "sigma", "target",
+                                                          "confidence")), strict=True))
+    sec = _workload.best_time(lambda: [_workload.grid_method(*r) for r in sub], repeats=1)
+    rows.append((f"paper's grid method (1,000-point grid, N=1..{_workload.GRID_N_MAX})",
+                 "float64", sec, len(sub)))
+
+    per_numpy = numpy_sec / args.size
+    print(f"# {args.size:,} queries; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; JAX on {where}; optscale {optscale.__version__}")
+    print("| method | dtype | time per query | queries / s | speed vs NumPy closed form |")
+    print("|---|---|---:|---:|---:|")
+    for label, dtype, sec, n in rows:
+        per = sec / n
+        print(f"| {label} | {dtype} | {per * 1e9:,.1f} ns | {1 / per:,.3g} | "
+              f"{per_numpy / per:,.3g}x |")
+    by = {(label, dtype): sec / n for label, dtype, sec, n in rows}
+    grid = rows[-1][2] / rows[-1][3]
+    if jax is not None:
+        print()
+        f32 = by[("JAX jit, closed form (k=1)", "float32")]
+        f64 = by[("JAX jit, closed form (k=1)", "float64")]
+        k32 = by[("JAX jit, k-of-N (k=3)", "float32")]
+        k64 = by[("JAX jit, k-of-N (k=3)", "float64")]
+        checks = [
+            ("JAX float32 vs NumPy closed form", per_numpy / f32, ">= 15x", per_numpy / f32 >= 15),
+            ("JAX float64 vs NumPy closed form", per_numpy / f64, ">= 1x", per_numpy / f64 >= 1),
+            ("k-of-N / closed form, float32", k32 / f32, "<= 10x", k32 / f32 <= 10),
+            ("k-of-N / closed form, float64", k64 / f64, "<= 10x", k64 / f64 <= 10),
+            ("grid method / JAX float32, per query", grid / f32, ">= 1e5x", grid / f32 >= 1e5),
+        ]
+        print("| target | measured | goal | met |")
+        print("|---|---:|---|---|")
+        for name, value, goal, ok in checks:
+            print(f"| {name} | {value:,.3g}x | {goal} | {'yes' if ok else 'NO'} |")
+        if device.platform == "gpu":
+            print(f"\nfloat32 decisions per second on {device.device_kind}: {1 / f32:,.3g}")
+
+
+if __name__ == "__main__":
+    main()
