@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from optscale._backend import _is_jax_array, select
-from optscale._checks import INT_MAX, query_checks
+from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
 from optscale._solution import Solution
 
 __all__ = [
@@ -15,7 +15,6 @@ __all__ = [
     "expected_best", "k_of_n_prob", "min_samples",
 ]
 
-N_MAX_DEFAULT = 65536
 _CRITERIA = ("probability", "expected")
 _ERRORS = ("status", "raise")
 

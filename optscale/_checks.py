@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["INT_MAX", "query_checks"]
+__all__ = ["INT_MAX", "N_MAX_DEFAULT", "any_invalid", "query_checks"]
 
 INT_MAX = 2**31 - 1  # n is int32 in every backend
+N_MAX_DEFAULT = 65536  # default budget cap of every solver
 
 
 def query_checks(xp: Any, **args: Any) -> list[tuple[str, Any, str]]:

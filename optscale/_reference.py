@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import special as sc
 
-from optscale._checks import any_invalid
+from optscale._checks import N_MAX_DEFAULT, any_invalid
 from optscale._solution import Solution, Status
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "logcdf", "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
 ]
 
-N_MAX_DEFAULT = 65536
 LN2 = math.log(2.0)
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 

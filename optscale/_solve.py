@@ -12,12 +12,11 @@ from jax import lax
 
 from optscale import _order_stats as os_
 from optscale import _truncnorm as tn
-from optscale._checks import any_invalid
+from optscale._checks import N_MAX_DEFAULT, any_invalid
 from optscale._solution import Solution, Status
 
 __all__ = ["N_MAX_DEFAULT", "cost_aware_samples", "min_samples"]
 
-N_MAX_DEFAULT = 65536
 
 
 def _ceil_exact(log_f, log_bound):

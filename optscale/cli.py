@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -35,9 +34,9 @@ class InputError(ValueError):
 
 # ---------------------------------------------------------------- reading
 
-def _read_csv(path: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
-    """Numeric columns, the names of all columns (in order) and the file line of each row.
-    Lines starting with '#' are comments."""
+def _read_csv(path: str) -> tuple[dict[str, np.ndarray], dict[str, list], np.ndarray]:
+    """Numeric columns, every column's text (in file order, to echo ids unchanged) and the
+    file line of each row. Lines starting with '#' are comments."""
     with open(path, newline="") as fh:
         lines = [(i + 1, line) for i, line in enumerate(fh)
                  if line.strip() and not line.lstrip().startswith("#")]
@@ -47,6 +46,7 @@ def _read_csv(path: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
     names = [c.strip() for c in next(csv.reader([header]))]
     known = set(FLOAT_COLUMNS) | set(INT_COLUMNS)
     cols: dict[str, list] = {c: [] for c in names if c in known}
+    text: dict[str, list] = {c: [] for c in names}
     line_numbers = []
     for lineno, row in zip((n for n, _ in lines[1:]), csv.reader(line for _, line in lines[1:]),
                            strict=True):
@@ -54,26 +54,28 @@ def _read_csv(path: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
             raise InputError(f"{path}:{lineno}: expected {len(names)} fields "
                              f"({', '.join(names)}), found {len(row)}")
         for name, field in zip(names, row, strict=True):
+            field = field.strip()
+            text[name].append(field)
             if name not in cols:
                 continue
-            text = field.strip()
             try:
-                value = int(text) if name in INT_COLUMNS else float(text)
+                value = int(field) if name in INT_COLUMNS else float(field)
             except ValueError:
                 kind = "an integer" if name in INT_COLUMNS else "a number"
-                raise InputError(f"{path}:{lineno}: column '{name}': cannot read {text!r} as "
+                raise InputError(f"{path}:{lineno}: column '{name}': cannot read {field!r} as "
                                  f"{kind}") from None
             cols[name].append(value)
         line_numbers.append(lineno)
     del header_line
     arrays = {c: np.asarray(v, np.int64 if c in INT_COLUMNS else np.float64)
               for c, v in cols.items()}
-    return arrays, names, np.asarray(line_numbers)
+    return arrays, text, np.asarray(line_numbers)
 
 
-def _read_npz(path: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+def _read_npz(path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+        everything = {k: data[k] for k in data.files}
+    arrays = everything
     known = set(FLOAT_COLUMNS) | set(INT_COLUMNS)
     lengths = {k: v.shape for k, v in arrays.items() if k in known}
     shapes = set(lengths.values())
@@ -86,18 +88,20 @@ def _read_npz(path: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
         if k in FLOAT_COLUMNS and kind not in "iuf":
             raise InputError(f"{path}: array '{k}' must be numeric; got dtype {arrays[k].dtype}")
     n = next(iter(shapes))[0] if shapes else 0
-    return {k: arrays[k] for k in lengths}, list(arrays), np.arange(n)
+    return {k: arrays[k] for k in lengths}, everything, np.arange(n)
 
 
-def read_queries(path: str, criterion: str) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+def read_queries(path: str, criterion: str) -> tuple[dict[str, np.ndarray], dict, np.ndarray]:
+    """(numeric columns, all columns as read, line (CSV) or row (NPZ) of each query)."""
     reader = _read_npz if path.endswith(".npz") else _read_csv
-    arrays, names, rows = reader(path)
+    arrays, text, rows = reader(path)
+    names = list(text)
     required = ["mu", "sigma", "target"] + (["confidence"] if criterion == "probability" else [])
     missing = [c for c in required if c not in arrays]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
                          f"found {', '.join(names)}")
-    return arrays, names, rows
+    return arrays, text, rows
 
 
 # ---------------------------------------------------------------- solving
@@ -161,8 +165,8 @@ def first_invalid_reason(arrays: dict[str, np.ndarray], criterion: str) -> list[
 
 # ---------------------------------------------------------------- writing
 
-def _write(path: str | None, names: list[str], arrays_text: dict[str, Sequence],
-           sol: optscale.Solution) -> None:
+def _write(path: str | None, arrays_text: dict[str, Sequence], sol: optscale.Solution) -> None:
+    names = list(arrays_text)
     status_names = [Status(int(s)).name for s in sol.status]
     if path is not None and path.endswith(".npz"):
         np.savez(path, **{k: np.asarray(v) for k, v in arrays_text.items()}, n=sol.n,
@@ -181,18 +185,8 @@ def _write(path: str | None, names: list[str], arrays_text: dict[str, Sequence],
             fh.close()
 
 
-def _text_columns(path: str, names: list[str]) -> dict[str, list[str]]:
-    """The input's own text, to echo every column (ids included) unchanged."""
-    if path.endswith(".npz"):
-        with np.load(path) as data:
-            return {k: list(data[k]) for k in names}
-    with open(path, newline="") as fh:
-        body = [line for line in fh if line.strip() and not line.lstrip().startswith("#")]
-    rows = list(csv.reader(io.StringIO("".join(body))))[1:]
-    return {name: [r[j].strip() for r in rows] for j, name in enumerate(names)}
-
-
-def _print_table(names: list[str], text: dict[str, list[str]], sol: optscale.Solution) -> None:
+def _print_table(text: dict[str, list[str]], sol: optscale.Solution) -> None:
+    names = list(text)
     header = [*names, "n", "status", "achieved"]
     rows = [[*(text[c][i] for c in names), str(int(sol.n[i])), Status(int(sol.status[i])).name,
              f"{float(sol.achieved[i]):.4f}"] for i in range(len(sol.n))]
@@ -238,7 +232,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         path = str(resources.files("optscale") / "data" / "example_queries.csv")
         print(f"# optscale solve: no --input given; solving the bundled example batch ({path})")
     try:
-        arrays, names, lines = read_queries(path, args.criterion)
+        arrays, text, lines = read_queries(path, args.criterion)
     except (InputError, OSError) as err:
         print(f"optscale solve: {err}", file=sys.stderr)
         return 2
@@ -252,11 +246,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         where = "line" if not path.endswith(".npz") else "row"
         print(f"optscale solve: {invalid.size} row(s) INVALID; first at {path} {where} "
               f"{int(lines[invalid[0]])}: {reasons[invalid[0]]}", file=sys.stderr)
-    text = _text_columns(path, names)
     if args.output is None and args.input is None:
-        _print_table(names, text, sol)
+        _print_table(text, sol)
     else:
-        _write(args.output, names, text, sol)
+        _write(args.output, text, sol)
         if args.output:
             counts = {s.name: int((sol.status == s).sum()) for s in Status}
             print(f"optscale solve: {len(sol.n)} rows -> {args.output} "
@@ -296,7 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # The reader stopped early (`optscale solve | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
