@@ -5,12 +5,17 @@ from optscale._api import best_of_n_prob as best_of_n_prob
 from optscale._api import best_of_n_quantile as best_of_n_quantile
 from optscale._api import cost_aware_samples as cost_aware_samples
 from optscale._api import expected_best as expected_best
+from optscale._api import fit_truncnorm as fit_truncnorm
 from optscale._api import k_of_n_prob as k_of_n_prob
 from optscale._api import min_samples as min_samples
+from optscale._api import truncnorm_from_moments as truncnorm_from_moments
 from optscale._backend import available_backends as available_backends
 from optscale._backend import backend as backend
 from optscale._backend import set_backend as set_backend
 from optscale._distribution import TruncatedNormal as TruncatedNormal
+from optscale._fit import Fit as Fit
+from optscale._fit import FitStatus as FitStatus
+from optscale._fit import MomentStatus as MomentStatus
 from optscale._solution import Solution as Solution
 from optscale._solution import Status as Status
 
@@ -18,6 +23,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "N_MAX_DEFAULT",
+    "Fit",
+    "FitStatus",
+    "MomentStatus",
     "Solution",
     "Status",
     "TruncatedNormal",
@@ -27,7 +35,9 @@ __all__ = [
     "best_of_n_quantile",
     "cost_aware_samples",
     "expected_best",
+    "fit_truncnorm",
     "k_of_n_prob",
     "min_samples",
     "set_backend",
+    "truncnorm_from_moments",
 ]

@@ -4,9 +4,15 @@ Calls from inside a user's ``jax.jit`` inline them."""
 
 from __future__ import annotations
 
-import jax
+from functools import partial
 
-from optscale import _order_stats, _solve, _truncnorm
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from optscale import _fit, _order_stats, _solve, _truncnorm
+from optscale._distribution import TruncatedNormal
+from optscale._special import log_gauss_mass
 
 __all__ = [
     "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cdf", "cost_aware_samples",
@@ -35,3 +41,53 @@ log_binom_lower = jax.jit(_order_stats.log_binom_lower)
 expected_best = jax.jit(_order_stats.expected_best)
 min_samples = _solve.min_samples
 cost_aware_samples = _solve.cost_aware_samples
+
+def _traced(tree) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(tree))
+
+
+def _run(ops, step, consts, state, max_iter, **static):
+    """Concrete inputs: a Python loop whose steps call jitted pieces (see ``_fit.Ops``).
+    Traced inputs (inside a caller's jit): ``lax.while_loop``."""
+    if _traced((consts, state)):
+        return lax.while_loop(lambda s: _fit.keep_going(jnp, s, max_iter),
+                              lambda s: step(ops, consts, s, **static), state)
+    while bool(_fit.keep_going(jnp, state, max_iter)):
+        state = step(ops, consts, state, **static)
+    return state
+
+
+_COMPILED: dict = {}
+
+
+def _call(ops, fn, *args, **static):
+    if _traced(args):
+        return fn(ops, *args, **static)
+    key = (fn, tuple(sorted(static.items(), key=lambda kv: kv[0])))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = jax.jit(partial(fn, ops, **static))
+    return compiled(*args)
+
+
+# run/call look _OPS up when called, so that the pieces they run receive the finished namespace
+_OPS = _fit.Ops(jnp, log_gauss_mass, lambda *a, **k: _run(_OPS, *a, **k),
+                lambda *a, **k: _call(_OPS, *a, **k))
+
+
+@partial(jax.jit, static_argnames=("clip",))
+def _stats(scores, mask, low, high, *, clip):
+    return _fit.sufficient_stats(jnp, scores, mask, low, high, clip)
+
+
+def fit_truncnorm(scores, mask, low, high, prior, bounds, *, clip, max_iter, tol):
+    return _fit.fit(_OPS, scores, mask, low, high, prior, bounds, clip, max_iter, tol,
+                    stats_fn=_stats)
+
+
+def _tn_moments(ops, mu, sigma, low, high):
+    return _truncnorm._moments(TruncatedNormal(mu, sigma, low, high))
+
+
+def truncnorm_from_moments(mean, std, low, high, bounds, *, max_iter):
+    return _fit.match_moments(_OPS, _tn_moments, mean, std, low, high, bounds, max_iter)

@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 from scipy import special as sc
 
+from optscale import _fit
 from optscale._checks import N_MAX_DEFAULT, any_invalid
 from optscale._solution import Solution, Status
 
 __all__ = [
     "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cdf", "cost_aware_samples",
-    "expected_best", "icdf", "icdf_log", "isf", "k_of_n_prob", "log_binom_lower", "log_cdf_sf",
+    "expected_best", "fit_truncnorm", "icdf", "icdf_log", "isf", "k_of_n_prob",
+    "log_binom_lower", "log_cdf_sf", "truncnorm_from_moments",
     "logcdf", "logpdf", "logsf", "mean", "min_samples", "sample", "sf", "variance",
 ]
 
@@ -499,3 +501,44 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
 
     return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi, n_lo,
                    np.where(never, n_lo, n_hi), ints["n_max"], achieved)
+
+
+# ---------------------------------------------------------------- estimation
+
+_OPS = _fit.Ops(np, _log_gauss_mass, lambda *a, **k: _fit.python_run(_OPS, *a, **k),
+                lambda *a, **k: _fit.plain_call(_OPS, *a, **k))
+
+
+def fit_truncnorm(scores, mask, low, high, prior, bounds, *, clip, max_iter, tol):
+    """The generic Newton fit (:mod:`optscale._fit`) on NumPy, in float64."""
+    dtype = np.asarray(scores).dtype
+    f64 = lambda v: None if v is None else np.asarray(v, np.float64)  # noqa: E731
+    prior = None if prior is None else tuple(f64(v) for v in prior)
+    bounds = tuple(tuple(f64(v) for v in pair) for pair in bounds)
+    with np.errstate(all="ignore"):
+        out = _fit.fit(_OPS, f64(scores), np.asarray(mask, bool), f64(low), f64(high), prior,
+                       bounds, clip, max_iter, tol)
+    return _fit.Fit(*(np.asarray(v, dtype) for v in out[:4]), out.status, out.n_iter)
+
+
+def truncnorm_from_moments(mean, std, low, high, bounds, *, max_iter):
+    dtype = np.result_type(mean, std, np.float32)
+    f64 = lambda v: np.asarray(v, np.float64)  # noqa: E731
+
+    with np.errstate(all="ignore"):
+        mu, sigma, status, res = _fit.match_moments(
+            _OPS, _tn_moments, f64(mean), f64(std), f64(low), f64(high),
+            tuple(tuple(f64(v) for v in pair) for pair in bounds), max_iter)
+    return mu.astype(dtype), sigma.astype(dtype), status, res.astype(dtype)
+
+
+def _tn_moments(ops, mu, sigma, low, high):
+    _, m, v = _moments(_Params(mu, sigma, low, high))
+    return m, v
+
+
+class _Params:
+    """Parameters with the attributes the distribution functions read."""
+
+    def __init__(self, mu, sigma, low, high):
+        self.mu, self.sigma, self.low, self.high = mu, sigma, low, high
