@@ -65,3 +65,32 @@ def best_time(fn: Callable[[], object], repeats: int = 5) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+FIT_QUESTIONS = 100_000
+FIT_SCORES = 16
+LBFGSB_QUESTIONS = 200
+
+
+def fit_problems(questions: int = FIT_QUESTIONS, scores: int = FIT_SCORES,
+                 seed: int = 1) -> np.ndarray:
+    """[questions, scores] verifier scores drawn from per-question truncated normals."""
+    rng = np.random.default_rng(seed)
+    mu = rng.uniform(0.6, 1.1, questions)
+    sigma = 10 ** rng.uniform(-1.5, -0.5, questions)
+    ref = stats.truncnorm(-mu / sigma, (1 - mu) / sigma, loc=mu, scale=sigma)
+    return ref.rvs(size=(scores, questions), random_state=rng).T.copy()
+
+
+def lbfgsb_fit(x: np.ndarray) -> tuple[float, float, float]:
+    """The obvious alternative: scipy L-BFGS-B on the truncated-normal NLL of one question."""
+    from scipy import optimize
+
+    def nll(p):
+        mu, sigma = p
+        return -np.sum(stats.truncnorm.logpdf(x, -mu / sigma, (1 - mu) / sigma, loc=mu,
+                                              scale=sigma))
+
+    r = optimize.minimize(nll, (x.mean(), max(x.std(), 1e-2)), method="L-BFGS-B",
+                          bounds=[(-1.0, 2.0), (1e-3, 10.0)])
+    return r.x[0], r.x[1], r.fun

@@ -27,7 +27,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=_workload.SIZE)
     parser.add_argument("--grid-queries", type=int, default=_workload.GRID_QUERIES)
+    parser.add_argument("--fit-questions", type=int, default=_workload.FIT_QUESTIONS)
+    parser.add_argument("--skip-solver", action="store_true")
     args = parser.parse_args()
+    if not args.skip_solver:
+        solver_table(args)
+    fit_table(args)
+
+
+def solver_table(args: argparse.Namespace) -> None:
     q = _workload.queries(args.size)
     rows = []  # (label, dtype, seconds for the batch, queries)
 
@@ -94,6 +102,49 @@ def main() -> None:
             print(f"| {name} | {value:,.3g}x | {goal} | {'yes' if ok else 'NO'} |")
         if device.platform == "gpu":
             print(f"\nfloat32 decisions per second on {device.device_kind}: {1 / f32:,.3g}")
+
+
+def fit_table(args: argparse.Namespace) -> None:
+    """Fitting a truncated normal to every question's 16 scores (MLE)."""
+    x = _workload.fit_problems(args.fit_questions)
+    rows = []
+    try:
+        import jax
+    except ImportError:
+        jax = None
+    if jax is not None:
+        for dtype in (np.float64, np.float32):
+            with jax.enable_x64(dtype == np.float64):
+                xj = jax.numpy.asarray(x, dtype)
+                sec = _workload.best_time(
+                    lambda xj=xj: optscale.fit_truncnorm(xj).mu.block_until_ready(), repeats=3)
+                rows.append(("JAX, batched Newton", np.dtype(dtype).name, sec, len(x)))
+    previous = optscale.backend()
+    optscale.set_backend("numpy")
+    sub = x[: max(len(x) // 10, 1)]
+    sec = _workload.best_time(lambda: optscale.fit_truncnorm(sub), repeats=1)
+    optscale.set_backend(previous)
+    rows.append(("NumPy reference, batched Newton", "float64", sec, len(sub)))
+    sub = x[:_workload.LBFGSB_QUESTIONS]
+    sec = _workload.best_time(lambda: [_workload.lbfgsb_fit(r) for r in sub], repeats=1)
+    rows.append(("scipy L-BFGS-B, one question at a time", "float64", sec, len(sub)))
+    per_lbfgsb = rows[-1][2] / rows[-1][3]
+    print(f"\n# fitting {len(x):,} questions x {x.shape[1]} scores (MLE); the NumPy and "
+          "L-BFGS-B rows time a subsample and are reported per question")
+    print("| method | dtype | total for the batch | time per question | speed vs L-BFGS-B |")
+    print("|---|---|---:|---:|---:|")
+    for label, dtype, sec, n in rows:
+        per = sec / n
+        print(f"| {label} | {dtype} | {per * len(x):,.2f} s | {per * 1e6:,.2f} us | "
+              f"{per_lbfgsb / per:,.3g}x |")
+    if jax is not None:
+        total = rows[0][2]
+        print(f"\n| target | measured | goal | met |\n|---|---:|---|---|\n"
+              f"| JAX float64, {len(x):,} x {x.shape[1]} | {total:.2f} s | <= 1 s | "
+              f"{'yes' if total <= 1 else 'NO'} |\n"
+              f"| JAX float64 vs L-BFGS-B loop, per question | "
+              f"{per_lbfgsb / (total / len(x)):,.3g}x | >= 1000x | "
+              f"{'yes' if per_lbfgsb / (total / len(x)) >= 1000 else 'NO'} |")
 
 
 if __name__ == "__main__":

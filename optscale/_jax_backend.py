@@ -8,6 +8,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from optscale import _fit, _order_stats, _solve, _truncnorm
@@ -47,14 +48,35 @@ def _traced(tree) -> bool:
 
 
 def _run(ops, step, consts, state, max_iter, **static):
-    """Concrete inputs: a Python loop whose steps call jitted pieces (see ``_fit.Ops``).
-    Traced inputs (inside a caller's jit): ``lax.while_loop``."""
+    """Concrete inputs: a Python loop whose steps call jitted pieces (see ``_fit.Ops``); once
+    at most 1/16 of a large batch is still iterating, those questions are gathered into one
+    batch of 1/16 the size (one more compilation of the pieces) and finished there, so the
+    slowest few do not keep the whole batch busy. Traced inputs (inside a caller's jit):
+    ``lax.while_loop``."""
     if _traced((consts, state)):
         return lax.while_loop(lambda s: _fit.keep_going(jnp, s, max_iter),
                               lambda s: step(ops, consts, s, **static), state)
+    size = state.done.shape[0] if state.done.ndim else 1
+    shrink = size >= 4096
     while bool(_fit.keep_going(jnp, state, max_iter)):
+        if shrink:
+            active = np.flatnonzero(~np.asarray(state.done))
+            bucket = -(-size // 16)
+            if len(active) <= bucket:
+                idx = np.concatenate([active, np.full(bucket - len(active), active[0])])
+                idx = jnp.asarray(idx)
+                sub = _run(ops, step, _take(consts, idx), _take(state, idx), max_iter, **static)
+                return jax.tree_util.tree_map(partial(_put, idx), state, sub)
         state = step(ops, consts, state, **static)
     return state
+
+
+def _take(tree, idx):
+    return jax.tree_util.tree_map(lambda v: v[idx] if getattr(v, "ndim", 0) else v, tree)
+
+
+def _put(idx, full, part):
+    return full.at[idx].set(part) if getattr(full, "ndim", 0) else part
 
 
 _COMPILED: dict = {}
