@@ -16,6 +16,13 @@ from optscale._distribution import TruncatedNormal as TruncatedNormal
 from optscale._fit import Fit as Fit
 from optscale._fit import FitStatus as FitStatus
 from optscale._fit import MomentStatus as MomentStatus
+from optscale._policy import Decision as Decision
+from optscale._policy import OptScale as OptScale
+from optscale._policy import OptScale0 as OptScale0
+from optscale._policy import OptScaleT as OptScaleT
+from optscale._policy import PolicyRun as PolicyRun
+from optscale._policy import PolicyState as PolicyState
+from optscale._policy import Stop as Stop
 from optscale._solution import Solution as Solution
 from optscale._solution import Status as Status
 
@@ -23,11 +30,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "N_MAX_DEFAULT",
+    "Decision",
     "Fit",
     "FitStatus",
     "MomentStatus",
+    "OptScale",
+    "OptScale0",
+    "OptScaleT",
+    "PolicyRun",
+    "PolicyState",
     "Solution",
     "Status",
+    "Stop",
     "TruncatedNormal",
     "available_backends",
     "backend",

@@ -1,0 +1,348 @@
+"""OptScale policies: turn the scores seen so far into "stop" or "draw n more".
+
+A policy peeks at ``n_peek`` samples, fits the score distribution (MLE for
+:class:`OptScale0`, MAP with a per-question prior for :class:`OptScaleT`), computes the number
+of samples N* that meets its criterion, and asks for the rest. Rules:
+
+- ``rule="one-shot"`` (the paper's): N* is decided once, after the peek, and all remaining
+  samples are asked for in one round.
+- ``rule="sequential"``: after the peek, samples come ``round_size`` at a time and the fit and
+  N* are recomputed after every round.
+- ``stop_on_target=True``: stop as soon as an observed score reaches the target (checked at
+  the end of each round; it matters for the sequential rule).
+- ``predictive=True``: N* from the posterior-predictive bound instead of the plug-in estimate:
+  the criterion averaged over (mu, log sigma) ~ Normal(fit, Laplace covariance) with a 2-D
+  Gauss-Hermite rule. With few peek samples the plug-in estimate over-promises; this accounts
+  for its uncertainty.
+
+Criteria (as in :func:`optscale.min_samples`): ``"probability"`` (at least k of N reach the
+target with the confidence), ``"expected"`` (expected best of N reaches the target) and
+``"cost"`` (maximise P(best of N >= target) - cost * N).
+
+Both the online form (:meth:`OptScale.start`, :meth:`OptScale.update`) and the batch form
+(:meth:`OptScale.run`, which replays stored score sequences of many questions at once) use the
+same decision function, so they take the same decisions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from optscale import _api
+from optscale._distribution import TruncatedNormal
+from optscale._solution import Status
+
+__all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop"]
+
+_RULES = ("one-shot", "sequential")
+_CRITERIA = ("probability", "expected", "cost")
+
+
+class Stop(enum.IntEnum):
+    """Why a question stopped (``PolicyRun.reason``)."""
+
+    N_STAR = 0  # N* samples drawn
+    TARGET = 1  # an observed score reached the target (stop_on_target)
+    BUDGET = 2  # n_max samples drawn
+    POOL = 3  # the stored sequence ran out (batch replay only)
+
+
+class Decision(NamedTuple):
+    """What to do next. ``n_more`` is 0 exactly when ``stop``; ``n_star`` is the current total
+    N* (None before the first estimate); ``best_index`` indexes the best score seen."""
+
+    stop: bool
+    n_more: int
+    n_star: int | None
+    best_index: int | None
+    status: int | None  # the solver's Status for n_star
+
+
+@dataclasses.dataclass
+class PolicyState:
+    """The online state of one question (mutated by :meth:`OptScale.update`)."""
+
+    scores: list[float]
+    prior: tuple[float, float] | None
+    n_star: int | None = None
+    stopped: bool = False
+
+
+class PolicyRun(NamedTuple):
+    """Result of :meth:`OptScale.run` for B questions (NumPy arrays)."""
+
+    n_used: Any  # samples drawn
+    best_index: Any  # index of the best drawn score
+    best_score: Any
+    n_star: Any  # the last N* (0 where none was computed)
+    reason: Any  # Stop code
+
+
+def _bucket(n: int) -> int:
+    return max(8, 1 << (max(n, 1) - 1).bit_length())
+
+
+@dataclasses.dataclass(frozen=True)
+class OptScale:
+    """An OptScale policy; use :class:`OptScale0` or :class:`OptScaleT`.
+
+    Args:
+        target: the score the best sample should reach (within (low, high]).
+        confidence: required probability for the probability criterion (the paper's
+            "percentile" is 1 - confidence).
+        n_peek: samples drawn before the first estimate.
+        n_max: the budget: never more samples than this.
+        rule, round_size, stop_on_target, predictive, criterion, k, cost: see the module.
+        low, high: the score range; scores outside it are clipped.
+        prior_std: standard deviations of the Gaussian priors on (mu, sigma) (MAP).
+        gh_points: Gauss-Hermite points per dimension for the predictive bound.
+    """
+
+    target: float
+    confidence: float = 0.9
+    n_peek: int = 4
+    n_max: int = 64
+    rule: str = "one-shot"
+    round_size: int = 1
+    stop_on_target: bool = False
+    predictive: bool = False
+    criterion: str = "probability"
+    k: int = 1
+    cost: float = 0.0
+    low: float = 0.0
+    high: float = 1.0
+    prior_std: tuple[float, float] = (0.1, 0.1)
+    gh_points: int = 5
+
+    uses_prior = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.low < self.target <= self.high, f"target must lie in (low, high] = "
+             f"({self.low}, {self.high}]; got {self.target}"),
+            (0 < self.confidence < 1, f"confidence must lie in (0, 1); got {self.confidence}"),
+            (self.rule in _RULES, f"rule must be one of {_RULES}; got {self.rule!r}"),
+            (self.criterion in _CRITERIA,
+             f"criterion must be one of {_CRITERIA}; got {self.criterion!r}"),
+            (self.k >= 1, f"k must be >= 1; got {self.k}"),
+            (self.round_size >= 1, f"round_size must be >= 1; got {self.round_size}"),
+            (self.n_max >= max(self.n_peek, 1),
+             f"n_max must be >= max(n_peek, 1); got n_max={self.n_max}, n_peek={self.n_peek}"),
+            (self.criterion != "cost" or self.cost > 0,
+             f"cost must be > 0 for criterion='cost'; got {self.cost}"),
+            (self.gh_points >= 1, f"gh_points must be >= 1; got {self.gh_points}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {message}")
+        if self.n_peek < (0 if self.uses_prior else 1):
+            raise ValueError(f"{type(self).__name__}: n_peek must be >= "
+                             f"{0 if self.uses_prior else 1}; got {self.n_peek}")
+
+    # ------------------------------------------------------------------ decisions (batched)
+
+    def n_star(self, scores: Any, mask: Any = None, prior: Any = None) -> tuple[Any, Any]:
+        """(N*, solver status) for B questions from their scores so far ([B, n], ragged via
+        ``mask``), clipped to [1, n_max]."""
+        scores = np.asarray(scores, np.float64)
+        if scores.ndim == 1:
+            scores = scores[None, :]
+        mask = np.ones(scores.shape, bool) if mask is None else np.asarray(mask, bool)
+        if self.uses_prior and prior is None:
+            raise ValueError(f"{type(self).__name__} needs a prior (mu0, sigma0) per question")
+        # Pad to power-of-two shapes: an online question grows by a score per round and a
+        # replay refits a shrinking set, and JAX compiles once per shape.
+        size, count = scores.shape
+        rows, cols = _bucket(size), _bucket(count)
+        pick = np.concatenate([np.arange(size), np.zeros(rows - size, np.int64)])
+        scores = np.pad(scores[pick], ((0, 0), (0, cols - count)), constant_values=0.5)
+        mask = np.pad(mask[pick], ((0, 0), (0, cols - count)))
+        if prior is not None:
+            prior = tuple(np.broadcast_to(np.asarray(v, np.float64), (size,))[pick]
+                          for v in prior)
+        fit = _api.fit_truncnorm(
+            scores, mask, prior=prior if self.uses_prior else None, prior_std=self.prior_std,
+            low=self.low, high=self.high, out_of_range="clip")
+        mu, sigma = np.asarray(fit.mu, np.float64), np.asarray(fit.sigma, np.float64)
+        if self.predictive:
+            n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64))
+            return n[:size], status[:size]
+        dist = TruncatedNormal(mu, sigma, self.low, self.high)
+        if self.criterion == "cost":
+            sol = _api.cost_aware_samples(dist, self.target, self.cost, n_max=self.n_max)
+        elif self.criterion == "expected":
+            sol = _api.min_samples(dist, self.target, criterion="expected", n_max=self.n_max)
+        else:
+            sol = _api.min_samples(dist, self.target, self.confidence, k=self.k,
+                                   n_max=self.n_max)
+        return np.asarray(sol.n, np.int64)[:size], np.asarray(sol.status, np.int64)[:size]
+
+    def _predictive(self, mu, sigma, cov):
+        """Posterior-predictive N*: the criterion averaged over Gauss-Hermite nodes of
+        (mu, log sigma) ~ Normal((mu, log sigma), cov), by bisection over N (every criterion
+        is monotone in N after averaging)."""
+        z, w = np.polynomial.hermite_e.hermegauss(self.gh_points)
+        w = w / w.sum()
+        z1, z2 = (a.ravel() for a in np.meshgrid(z, z, indexing="ij"))
+        wg = np.outer(w, w).ravel()
+        # Cholesky of the 2x2 covariance (floored so that it exists)
+        c11 = np.maximum(cov[:, 0, 0], 1e-300)
+        l11 = np.sqrt(c11)
+        l21 = cov[:, 1, 0] / l11
+        l22 = np.sqrt(np.maximum(cov[:, 1, 1] - l21**2, 0.0))
+        width = self.high - self.low
+        mu_n = np.clip(mu[:, None] + l11[:, None] * z1, self.low - width, self.high + width)
+        rho_n = np.log(sigma)[:, None] + l21[:, None] * z1 + l22[:, None] * z2
+        sigma_n = np.clip(np.exp(rho_n), 1e-3 * width, 10.0 * width)
+        nodes = TruncatedNormal(mu_n, sigma_n, self.low, self.high)
+        log_f = np.asarray(nodes.logcdf(self.target), np.float64)
+        lo = np.ones(len(mu))
+        hi = np.full(len(mu), float(self.n_max))
+
+        if self.criterion == "probability" and self.k == 1:
+            def value(n):
+                return (wg * -np.expm1(n[:, None] * log_f)).sum(-1) >= self.confidence
+        elif self.criterion == "probability":
+            def value(n):
+                p = np.asarray(_api.k_of_n_prob(nodes, self.target, n[:, None], self.k))
+                return (wg * p).sum(-1) >= self.confidence
+        elif self.criterion == "expected":
+            def value(n):
+                e = np.asarray(_api.expected_best(nodes, n[:, None]))
+                return (wg * e).sum(-1) >= self.target
+        else:  # cost: the averaged gain is concave; stop where one more sample is not worth it
+            log_s = np.asarray(nodes.logsf(self.target), np.float64)
+
+            def value(n):
+                return (wg * np.exp(n[:, None] * log_f + log_s)).sum(-1) <= self.cost
+
+        feasible = value(hi)
+        lo, hi = lo.copy(), hi.copy()
+        while np.any(lo < hi):
+            mid = np.floor(0.5 * (lo + hi))
+            ok = value(mid)
+            open_ = lo < hi
+            hi = np.where(open_ & ok, mid, hi)
+            lo = np.where(open_ & ~ok, mid + 1, lo)
+        status = np.where(feasible, Status.OK, Status.INFEASIBLE)
+        status = np.where(self.target <= self.low, Status.TRIVIAL, status)
+        return hi.astype(np.int64), status.astype(np.int64)
+
+    # ------------------------------------------------------------------ online
+
+    def start(self, prior: tuple[float, float] | None = None) -> PolicyState:
+        """A fresh state for one question (``prior`` = (mu0, sigma0) for OptScaleT)."""
+        if self.uses_prior and prior is None:
+            raise ValueError(f"{type(self).__name__}.start needs prior=(mu0, sigma0)")
+        return PolicyState(scores=[], prior=prior)
+
+    def update(self, state: PolicyState, new_scores: Any = ()) -> Decision:
+        """Record ``new_scores`` and decide. Call it with no scores to get the first request.
+
+        Example:
+            >>> import optscale
+            >>> policy = optscale.OptScale0(target=0.95, confidence=0.9, n_peek=4, n_max=64)
+            >>> state = policy.start()
+            >>> policy.update(state).n_more
+            4
+            >>> d = policy.update(state, [0.91, 0.97, 0.88, 0.93])
+            >>> d.stop, d.n_more, d.n_star
+            (False, 6, 10)
+        """
+        state.scores.extend(float(s) for s in np.atleast_1d(np.asarray(new_scores, float)))
+        n = len(state.scores)
+        best = int(np.argmax(state.scores)) if n else None
+
+        def decision(stop: bool, n_more: int, status: int | None = None) -> Decision:
+            state.stopped = state.stopped or stop
+            return Decision(stop, 0 if stop else n_more, state.n_star, best, status)
+
+        if state.stopped:
+            return decision(True, 0)
+        if self.stop_on_target and n and max(state.scores) >= self.target:
+            return decision(True, 0)
+        if n >= self.n_max:
+            return decision(True, 0)
+        if n < self.n_peek:
+            return decision(False, self.n_peek - n)
+        status = None
+        if state.n_star is None or self.rule == "sequential":
+            prior = None if state.prior is None else tuple(np.atleast_1d(v) for v in state.prior)
+            n_star, status = self.n_star(np.asarray([state.scores]).reshape(1, -1), prior=prior)
+            state.n_star = int(n_star[0])
+            status = int(status[0])
+        if n >= state.n_star:
+            return decision(True, 0, status)
+        more = state.n_star - n
+        if self.rule == "sequential":
+            more = min(more, self.round_size)
+        return decision(False, more, status)
+
+    # ------------------------------------------------------------------ batch replay
+
+    def run(self, scores: Any, prior: Any = None, lengths: Any = None) -> PolicyRun:
+        """Replay the policy on stored score sequences of B questions at once.
+
+        ``scores[b, i]`` is the score of question b's i-th sample in drawing order; samples are
+        consumed in that order, in the same rounds the online form asks for. ``lengths`` gives
+        ragged pool sizes. Returns a :class:`PolicyRun`.
+        """
+        scores = np.asarray(scores, np.float64)
+        if scores.ndim != 2:
+            raise ValueError(f"scores must have shape [B, n]; got {scores.shape}")
+        size, pool = scores.shape
+        lengths = np.full(size, pool) if lengths is None else np.asarray(lengths, np.int64)
+        cap = np.minimum(lengths, self.n_max)
+        if prior is not None:
+            prior = tuple(np.broadcast_to(np.asarray(v, np.float64), (size,)) for v in prior)
+        elif self.uses_prior:
+            raise ValueError(f"{type(self).__name__}.run needs prior=(mu0, sigma0)")
+        n = np.minimum(self.n_peek, cap)  # drawn so far
+        n_star = np.zeros(size, np.int64)
+        active = np.ones(size, bool)
+        reason = np.full(size, Stop.N_STAR)
+        order = np.arange(pool)[None, :]
+        decided = np.zeros(size, bool)
+        while active.any():
+            seen = np.where(order < n[:, None], scores, -np.inf)
+            hit = self.stop_on_target & (seen.max(axis=1) >= self.target) & (n > 0)
+            stop = active & (hit | (n >= cap))
+            reason = np.where(stop & hit, Stop.TARGET,
+                              np.where(stop & (n >= self.n_max), Stop.BUDGET,
+                                       np.where(stop, Stop.POOL, reason)))
+            active &= ~stop
+            refit = active & (~decided | (self.rule == "sequential"))
+            if refit.any():
+                idx = np.flatnonzero(refit)
+                sub_prior = None if prior is None else tuple(v[idx] for v in prior)
+                observed = order < n[idx, None]
+                ns, _ = self.n_star(np.where(observed, scores[idx], 0.5), observed, sub_prior)
+                n_star[idx] = ns
+                decided[idx] = True
+            done = active & (n >= n_star)
+            active &= ~done
+            more = np.where(self.rule == "sequential",
+                            np.minimum(n_star - n, self.round_size), n_star - n)
+            n = np.where(active, np.minimum(n + more, cap), n)
+            # a round that ran into the pool or budget ends the question at the next check
+        taken = np.where(order < n[:, None], scores, -np.inf)
+        best_index = np.argmax(taken, axis=1)
+        best = taken[np.arange(size), best_index]
+        return PolicyRun(n, best_index, best, n_star, reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptScale0(OptScale):
+    """OptScale^0: maximum-likelihood fit of the peek samples (no prior)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptScaleT(OptScale):
+    """OptScale^t: MAP fit with a per-question prior (mu0, sigma0), e.g. from the predictor;
+    with ``n_peek=0`` the first N* comes from the prior alone."""
+
+    uses_prior = True
