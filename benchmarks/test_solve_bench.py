@@ -59,3 +59,15 @@ def test_paper_grid_method_per_query(benchmark):
     rows = list(zip(*(Q[k][:20] for k in ("mu", "sigma", "target", "confidence")), strict=True))
     benchmark.pedantic(lambda: [_workload.grid_method(*r) for r in rows], rounds=1,
                        iterations=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cython_closed_form(benchmark, threads):
+    cython = pytest.importorskip("optscale._cython_backend")
+    cython.set_num_threads(threads)
+    d = _dist(np.float64)
+    try:
+        benchmark.pedantic(lambda: cython.min_samples(d, Q["target"], Q["confidence"]),
+                           rounds=3, iterations=1)
+    finally:
+        cython.set_num_threads(2)

@@ -1,8 +1,8 @@
-"""Backend selection: one API, computed by JAX, the NumPy/SciPy reference (or Cython, later).
+"""Backend selection: one API, computed by JAX, the Cython kernels or the NumPy/SciPy reference.
 
 Arrays that already belong to JAX (including tracers inside ``jit``) always take the JAX path, so
 the public functions work in a JAX program whatever backend is active; everything else takes the
-active backend. The default is the first importable one in ``jax > numpy``, overridden by the
+active backend. The default is the first importable one in ``jax > cython > numpy``, set by the
 ``OPTSCALE_BACKEND`` environment variable or :func:`set_backend`.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 __all__ = ["available_backends", "backend", "set_backend"]
 
-_MODULES = {"jax": "optscale._jax_backend", "numpy": "optscale._reference"}
-_ORDER = ("jax", "numpy")
+_MODULES = {"jax": "optscale._jax_backend", "cython": "optscale._cython_backend",
+            "numpy": "optscale._reference"}
+_ORDER = ("jax", "cython", "numpy")
 _active: str | None = None
 
 
@@ -38,7 +39,7 @@ def available_backends() -> tuple[str, ...]:
 
 
 def set_backend(name: str) -> None:
-    """Make ``name`` ('jax' or 'numpy') the active backend for non-JAX inputs."""
+    """Make ``name`` ('jax', 'cython' or 'numpy') the active backend for non-JAX inputs."""
     global _active
     if name not in _MODULES:
         raise ValueError(f"backend must be one of {sorted(_MODULES)}; got {name!r}")

@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "confidence, low, high, k, n_min, n_max]; other columns are echoed")
     p.add_argument("--output", "-o", help="CSV or NPZ (by extension); default: stdout")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    p.add_argument("--backend", choices=("jax", "numpy"),
+    p.add_argument("--backend", choices=("jax", "cython", "numpy"),
                    help="default: OPTSCALE_BACKEND or the first available")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_solve)

@@ -19,7 +19,7 @@ def test_set_backend_validates_the_name():
 
 def test_available_backends_are_in_default_order():
     names = optscale.available_backends()
-    assert "numpy" in names and list(names) == sorted(names, key=("jax", "numpy").index)
+    assert "numpy" in names and list(names) == sorted(names, key=("jax", "cython", "numpy").index)
 
 
 def test_environment_variable_picks_the_backend():

@@ -109,3 +109,7 @@ class TestOrderStatsJax(OrderStatsSuite):
 
 class TestOrderStatsNumpy(OrderStatsSuite):
     backend = "numpy"
+
+
+class TestOrderStatsCython(OrderStatsSuite):
+    backend = "cython"

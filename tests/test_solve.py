@@ -225,19 +225,40 @@ class TestSolveNumpy(SolveSuite):
     backend = "numpy"
 
 
+class TestSolveCython(SolveSuite):
+    backend = "cython"
+
+
 def test_backends_agree_in_float64():
-    pytest.importorskip("jax")
+    """Same N* and statuses from every available backend on 10^5 random queries (k = 1 closed
+    form and k = 1..4 bisection), and on the bad-input table."""
+    names = optscale.available_backends()
+    if len(names) < 2:
+        pytest.skip("one backend only")
     dist, target, conf = random_queries(100_000, 8)
     k = np.random.default_rng(8).integers(1, 5, 100_000)
+    bad = tn([0.5, np.nan, 0.5, 0.5, 0.5, 0.5, 0.5], [0.1, 0.1, 0.0, -1, np.inf, 0.1, 0.1],
+             [0, 0, 0, 0, 0, 1, 0], [1, 1, 1, 1, 1, 1, 1])
+    bad_t = np.array([0.7, 0.7, 0.7, 0.7, 0.7, 0.7, np.nan])
+    previous = optscale.backend()
     out = {}
-    for name in ("jax", "numpy"):
-        optscale.set_backend(name)
-        with precision(name, np.float64):
-            sol = optscale.min_samples(dist, target, conf, k=k, n_max=10**6)
-            out[name] = (as_np(sol.n), as_np(sol.status))
-    optscale.set_backend("jax")
-    np.testing.assert_array_equal(out["jax"][1], out["numpy"][1])
-    np.testing.assert_array_equal(out["jax"][0], out["numpy"][0])
+    try:
+        for name in names:
+            optscale.set_backend(name)
+            with precision(name, np.float64):
+                one = optscale.min_samples(dist, target, conf, n_max=10**6)
+                many = optscale.min_samples(dist, target, conf, k=k, n_max=10**6)
+                worse = optscale.min_samples(bad, bad_t, np.array([0.9, 0.9, 0.9, 0.9, 0.9, 1.5,
+                                                                   0.9]))
+                out[name] = [as_np(v) for v in (one.n, one.status, many.n, many.status,
+                                                  worse.status)]
+    finally:
+        optscale.set_backend(previous)
+    first = names[0]
+    for name in names[1:]:
+        for a, b in zip(out[first], out[name], strict=True):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out[first][4], [Status.OK] + [Status.INVALID] * 6)
 
 
 # ------------------------------------------------------------------ properties (hypothesis)

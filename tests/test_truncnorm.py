@@ -181,6 +181,10 @@ class TestTruncNormNumpy(TruncNormSuite):
     backend = "numpy"
 
 
+class TestTruncNormCython(TruncNormSuite):
+    backend = "cython"
+
+
 def test_public_class_is_a_pytree():
     jax = pytest.importorskip("jax")
     d = optscale.TruncatedNormal(0.5, 0.2)

@@ -1,0 +1,437 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Cython kernels of the optscale CPU backend (see optscale/_cython_backend.py).
+
+The same log-space algorithm as the JAX core (optscale/_special.py, _truncnorm.py): special
+functions at three points per query (alpha, z, beta), the tail anchor cancelled exactly, short
+tail intervals by a Taylor series of the hazard and far tails by the Mills-ratio continued
+fraction. Kernels loop over a flat batch with prange (OpenMP when the compiler has it, serial
+otherwise), write into arrays the Python wrapper allocated, and take float or double memoryviews.
+Special functions are evaluated in double; the solvers' exactness fix-ups run in the input's
+precision, so that their answers satisfy the definitions in that precision.
+"""
+
+from cython.parallel import prange
+from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, isfinite, isnan,
+                        log, log1p, sqrt)
+from scipy.special.cython_special cimport betainc, log_ndtr, ndtri_exp
+
+ctypedef fused floating:
+    float
+    double
+
+cdef double LN2 = 0.6931471805599453
+cdef double HALF_LOG_2PI = 0.9189385332046727
+cdef double SQRT_HALF = 0.7071067811865476
+
+# status codes, as optscale.Status
+cdef int OK = 0
+cdef int TRIVIAL = 1
+cdef int INFEASIBLE = 2
+cdef int INVALID = 3
+
+
+cdef inline double _log1mexp(double x) noexcept nogil:
+    if x > -LN2:
+        return log(-expm1(x))
+    return log1p(-exp(x))
+
+
+cdef inline double _logaddexp(double a, double b) noexcept nogil:
+    if a == -INFINITY:
+        return b
+    if b == -INFINITY:
+        return a
+    if a > b:
+        return a + log1p(exp(b - a))
+    return b + log1p(exp(a - b))
+
+
+cdef inline void _tail_point(double x, double* t, double* g) noexcept nogil:
+    """t = log Phi(-x), g = hazard(x) - x for x >= 0 (continued fraction from x = 8)."""
+    cdef double u
+    cdef int k
+    t[0] = log_ndtr(-x)
+    if x < 8.0:
+        g[0] = exp(-0.5 * x * x - HALF_LOG_2PI - t[0]) - x
+    else:
+        u = x
+        for k in range(14, 1, -1):
+            u = x + k / u
+        g[0] = 1.0 / u
+
+
+cdef inline double _tail_ratio(double a, double ta, double ga, double b, double tb, double gb,
+                               double w) noexcept nogil:
+    """log Phi(-b) - log Phi(-a), 0 <= a <= b, w = b - a exact."""
+    cdef double h, h1, h2, h3, h4
+    cdef bint short
+    if a < 8.0:
+        short = w <= 0.005 * (1.0 + a)
+    else:
+        short = w * a <= 0.01
+    if short:
+        h = a + ga
+        h1 = h * ga
+        h2 = 2.0 * h * h1 - h - a * h1
+        h3 = 2.0 * h1 * h1 + 2.0 * h * h2 - 2.0 * h1 - a * h2
+        h4 = 6.0 * h1 * h2 + 2.0 * h * h3 - 3.0 * h2 - a * h3
+        return -w * (h + w * (0.5 * h1 + w * (h2 / 6.0 + w * (h3 / 24.0 + w * h4 / 120.0))))
+    if a < 8.0:
+        return tb - ta
+    return -w * (a + 0.5 * w) - log1p((w + gb - ga) / (a + ga))
+
+
+cdef inline void _log_mass(double a, double ta, double ga, double b, double tb, double gb,
+                           double w, double* anchor, double* rel, double* ratio) noexcept nogil:
+    """log(Phi(b) - Phi(a)) = anchor + rel; (ta, ga) = tail point of |a|, (tb, gb) of |b|."""
+    cdef double d, tails
+    if a >= 0.0:
+        d = _tail_ratio(a, ta, ga, b, tb, gb, w)
+        anchor[0], rel[0], ratio[0] = ta, _log1mexp(d), d
+    elif b <= 0.0:
+        d = _tail_ratio(-b, tb, gb, -a, ta, ga, w)
+        anchor[0], rel[0], ratio[0] = tb, _log1mexp(d), d
+    else:
+        tails = exp(ta) + exp(tb)
+        anchor[0], ratio[0] = 0.0, NAN
+        if tails < 0.5:
+            rel[0] = log1p(-tails)
+        else:
+            rel[0] = log(0.5 * (erf(b * SQRT_HALF) - erf(a * SQRT_HALF)))
+
+
+cdef inline bint _valid(double mu, double sigma, double low, double high) noexcept nogil:
+    return (isfinite(mu) and isfinite(sigma) and sigma > 0 and isfinite(low)
+            and isfinite(high) and high > low)
+
+
+cdef inline void _logs(double mu, double sigma, double low, double high, double x,
+                       double* lc_out, double* ls_out) noexcept nogil:
+    """log P(X <= x), log P(X > x)."""
+    cdef double alpha, beta, d_lo, d_hi, a, b, z, dl, dh, lc, ls
+    cdef double ta, ga, tz, gz, tb, gb, an_lo, r_lo, q_lo, an_hi, r_hi, q_hi, rel_z
+    cdef bint flip
+    if not _valid(mu, sigma, low, high) or isnan(x):
+        lc_out[0], ls_out[0] = NAN, NAN
+        return
+    if x <= low:
+        lc_out[0], ls_out[0] = -INFINITY, 0.0
+        return
+    if x >= high:
+        lc_out[0], ls_out[0] = 0.0, -INFINITY
+        return
+    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+    d_lo, d_hi = (x - low) / sigma, (high - x) / sigma
+    flip = beta <= 0.0 and alpha < 0.0
+    if flip:
+        a, b, z, dl, dh = -beta, -alpha, -(x - mu) / sigma, d_hi, d_lo
+    else:
+        a, b, z, dl, dh = alpha, beta, (x - mu) / sigma, d_lo, d_hi
+    _tail_point(fabs(a), &ta, &ga)
+    _tail_point(fabs(z), &tz, &gz)
+    _tail_point(fabs(b), &tb, &gb)
+    _log_mass(a, ta, ga, z, tz, gz, dl, &an_lo, &r_lo, &q_lo)
+    _log_mass(z, tz, gz, b, tb, gb, dh, &an_hi, &r_hi, &q_hi)
+    if a >= 0.0:
+        rel_z = _log1mexp(q_lo + q_hi)
+        lc = r_lo - rel_z
+        ls = q_lo + r_hi - rel_z
+    else:
+        rel_z = _logaddexp(an_lo + r_lo, an_hi + r_hi)
+        lc = an_lo + r_lo - rel_z
+        ls = an_hi + r_hi - rel_z
+    lc, ls = min(lc, 0.0), min(ls, 0.0)
+    if flip:
+        lc, ls = ls, lc
+    lc_out[0] = lc if lc < -LN2 else _log1mexp(ls)
+    ls_out[0] = ls if ls < -LN2 else _log1mexp(lc)
+
+
+def log_cdf_sf(floating[::1] mu, floating[::1] sigma, floating[::1] low, floating[::1] high,
+               floating[::1] x, floating[::1] out_lc, floating[::1] out_ls, int threads):
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef double lc, ls
+    for i in prange(n, nogil=True, num_threads=threads, schedule="static"):
+        lc = 0.0  # assigned in the loop, so private to each thread (they are passed by pointer)
+        ls = 0.0
+        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        out_lc[i] = <floating>lc
+        out_ls[i] = <floating>ls
+
+
+def best_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low,
+                   floating[::1] high, floating[::1] x, floating[::1] n, floating[::1] out,
+                   int threads):
+    cdef Py_ssize_t i, size = x.shape[0]
+    cdef double lc, ls
+    for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
+        lc = 0.0  # private (see log_cdf_sf)
+        ls = 0.0
+        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        out[i] = <floating>(-expm1(n[i] * <double><floating>lc))
+
+
+cdef inline double _log_binom_lower(double log_s, double log_f, double n, double k) noexcept nogil:
+    """log P(Bin(n, s) <= k - 1) by the ratio recurrence (k terms, no lgamma of large n)."""
+    cdef double term, acc, step
+    cdef long j
+    if n < k:
+        return 0.0
+    if log_f == -INFINITY:
+        return -INFINITY
+    if log_s == -INFINITY:
+        return 0.0
+    step = log_s - log_f
+    term = n * log_f
+    acc = term
+    j = 1
+    while j < k:
+        term = term + log((n - j + 1.0) / j) + step
+        acc = _logaddexp(acc, term)
+        j += 1
+    return min(acc, 0.0)
+
+
+def log_binom_lower(floating[::1] log_s, floating[::1] log_f, floating[::1] n,
+                    floating[::1] k, floating[::1] out, int threads):
+    cdef Py_ssize_t i, size = n.shape[0]
+    for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
+        out[i] = <floating>_log_binom_lower(log_s[i], log_f[i], n[i], k[i])
+
+
+def k_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low, floating[::1] high,
+                floating[::1] x, floating[::1] n, floating[::1] k, floating[::1] out,
+                int threads):
+    cdef Py_ssize_t i, size = x.shape[0]
+    cdef double lc, ls, lower
+    for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
+        lc = 0.0  # private (see log_cdf_sf)
+        ls = 0.0
+        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        lc, ls = <double><floating>lc, <double><floating>ls
+        if n[i] < k[i]:
+            out[i] = 0
+        else:
+            lower = _log_binom_lower(ls, lc, n[i], k[i])
+            if lower < -LN2:
+                out[i] = <floating>(-expm1(lower))
+            else:
+                out[i] = <floating>betainc(<double>k[i], n[i] - k[i] + 1.0, exp(ls))
+
+
+# ----------------------------------------------------------------------------- solvers
+
+cdef inline double _ceil_exact(floating log_f, floating bound) noexcept nogil:
+    """Smallest n >= 0 with n * log_f <= bound, exact in the precision of `floating`."""
+    cdef floating n = <floating>ceil(bound / log_f)
+    if n < 0:
+        n = 0
+    if n * log_f > bound:
+        n = n + 1
+    if n >= 1 and (n - 1) * log_f <= bound:
+        n = n - 1
+    return n
+
+
+cdef inline floating _log1m(floating c) noexcept nogil:
+    return <floating>log1p(-<double>c)
+
+
+def min_samples_probability(floating[::1] mu, floating[::1] sigma, floating[::1] low,
+                            floating[::1] high, floating[::1] target, floating[::1] conf,
+                            long long[::1] k, long long[::1] n_min, long long[::1] n_max,
+                            int[::1] out_n, int[::1] out_status, floating[::1] out_achieved,
+                            int threads):
+    """At least k of n reach the target with the confidence: closed form for k = 1, otherwise
+    bisection on [max(closed form, k, n_min), Chernoff bound] as in the JAX core."""
+    cdef Py_ssize_t i, size = mu.shape[0]
+    cdef double lcd, lsd, lo, hi, mid, ell, need, kf, n1, n_lo, n_hi, achieved
+    cdef floating lf, ls, l1mc, n_f
+    cdef bint ok_hi
+    for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
+        if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
+                and conf[i] > 0 and conf[i] < 1 and k[i] >= 1 and n_min[i] >= 1
+                and n_max[i] >= n_min[i]):
+            out_n[i], out_status[i], out_achieved[i] = n_max[i], INVALID, 0
+            continue
+        kf, n_lo, n_hi = <double>k[i], <double>n_min[i], <double>n_max[i]
+        if target[i] <= low[i]:
+            out_n[i] = <int>max(kf, n_lo) if max(kf, n_lo) <= n_hi else <int>n_hi
+            out_status[i] = TRIVIAL
+            out_achieved[i] = 1 if out_n[i] >= kf else 0
+            continue
+        lcd = 0.0  # private (see log_cdf_sf)
+        lsd = 0.0
+        _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
+        lf, ls = <floating>lcd, <floating>lsd
+        l1mc = _log1m(conf[i])
+        if not (lf < 0):
+            out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
+            out_achieved[i] = <floating>(-expm1(_log_binom_lower(ls, lf, n_hi, kf)))
+            continue
+        n1 = min(_ceil_exact(lf, l1mc), n_hi + 1.0)
+        if kf <= 1:
+            if n1 > n_hi:
+                out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
+            else:
+                out_n[i], out_status[i] = <int>max(n1, n_lo), OK
+            n_f = <floating>out_n[i]
+            out_achieved[i] = <floating>(-expm1(<double>(n_f * lf)))
+            continue
+        lo = max(max(n1, kf), n_lo)
+        ell = -l1mc
+        need = (kf - 1.0) + ell + sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
+        hi = min(max(ceil(need * exp(-ls)) + 1.0, lo), n_hi)
+        ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
+        if not ok_hi and hi < n_hi:
+            hi = n_hi
+            ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
+        if not ok_hi or lo > n_hi:
+            out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
+            out_achieved[i] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, n_hi,
+                                                                                 kf)))
+            continue
+        while lo < hi:
+            mid = floor(0.5 * (lo + hi))
+            if <floating>_log_binom_lower(ls, lf, mid, kf) <= l1mc:
+                hi = mid
+            else:
+                lo = mid + 1.0
+        out_n[i], out_status[i] = <int>hi, OK
+        out_achieved[i] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
+
+
+def cost_aware_samples(floating[::1] mu, floating[::1] sigma, floating[::1] low,
+                       floating[::1] high, floating[::1] target, floating[::1] cost,
+                       long long[::1] n_min, long long[::1] n_max, int[::1] out_n,
+                       int[::1] out_status, floating[::1] out_achieved, int threads):
+    """The smallest n >= 0 with F^n (1 - F) <= cost, clipped to [n_min, n_max]."""
+    cdef Py_ssize_t i, size = mu.shape[0]
+    cdef double lcd, lsd, n_lo, n_hi, n
+    cdef floating lf, ls, bound, n_f
+    for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
+        if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
+                and isfinite(cost[i]) and cost[i] > 0 and n_min[i] >= 1
+                and n_max[i] >= n_min[i]):
+            out_n[i], out_status[i], out_achieved[i] = n_max[i], INVALID, 0
+            continue
+        n_lo, n_hi = <double>n_min[i], <double>n_max[i]
+        if target[i] <= low[i]:
+            out_n[i], out_status[i], out_achieved[i] = n_min[i], TRIVIAL, 1
+            continue
+        lcd = 0.0  # private (see log_cdf_sf)
+        lsd = 0.0
+        _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
+        lf, ls = <floating>lcd, <floating>lsd
+        if not (lf < 0):
+            out_n[i], out_status[i], out_achieved[i] = n_min[i], INFEASIBLE, 0
+            continue
+        bound = <floating>log(<double>cost[i]) - ls
+        n = _ceil_exact(lf, bound)
+        if n > n_hi:
+            out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
+        else:
+            out_n[i], out_status[i] = <int>min(max(n, n_lo), n_hi), OK
+        n_f = <floating>out_n[i]
+        out_achieved[i] = <floating>(-expm1(<double>(n_f * lf)))
+
+
+# ----------------------------------------------------------------------------- expected best
+
+cdef inline double _quantile0(double mu, double sigma, double low, double high,
+                              double log_q) noexcept nogil:
+    """First-guess quantile from log q (the JAX core's, without Newton polish: its absolute
+    error is far below the quadrature's)."""
+    cdef double alpha, beta, width, log_z, log_1mq, log_p, edge, add, sub, z0, delta, linear
+    cdef double le_cdf, le_sf, tiny, r, c, log_near, ell, expo, ta, ga, tb, gb, an, rel, q
+    cdef bint from_low, deep_right, deep_left, same_side
+    if log_q == -INFINITY:
+        return low
+    if log_q >= 0.0:
+        return high
+    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+    width = (high - low) / sigma
+    _tail_point(fabs(alpha), &ta, &ga)
+    _tail_point(fabs(beta), &tb, &gb)
+    _log_mass(alpha, ta, ga, beta, tb, gb, width, &an, &rel, &q)
+    log_z = an + rel
+    log_1mq = _log1mexp(log_q)
+    from_low = log_q <= -LN2
+    log_p = log_q if from_low else log_1mq
+    edge = alpha if from_low else -beta
+    le_cdf, le_sf = log_ndtr(edge), log_ndtr(-edge)
+    if edge < 0.0:
+        z0 = ndtri_exp(_logaddexp(le_cdf, log_p + log_z))
+    else:
+        z0 = -ndtri_exp(le_sf + _log1mexp(min(log_p + log_z - le_sf, 0.0)))
+    delta = min(max(z0 - edge, 0.0), width)
+    linear = exp(log_p + log_z + 0.5 * edge * edge + HALF_LOG_2PI)
+    tiny = 64.0 * 2.220446049250313e-16 * (1.0 + fabs(edge))
+    if delta <= tiny:
+        delta = min(linear, width)
+    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
+    if deep_right or deep_left:
+        same_side = from_low if deep_right else not from_low
+        if same_side:
+            r = alpha if deep_right else -beta
+            c = r * width + 0.5 * width * width
+            log_near = log_p
+            ell = -_log1mexp(min(log_near + _log1mexp(-c), 0.0))
+            expo = min(2.0 * ell / (r + sqrt(r * r + 2.0 * ell)), width)
+            delta = expo
+    if from_low:
+        return min(max(low + sigma * delta, low), high)
+    return min(max(high - sigma * delta, low), high)
+
+
+cdef inline double _expected_best(double mu, double sigma, double low, double high, double n,
+                                  const double[::1] log_v, const double[::1] w_v) noexcept nogil:
+    cdef double total = 0.0
+    cdef Py_ssize_t j
+    for j in range(log_v.shape[0]):
+        total = total + w_v[j] * _quantile0(mu, sigma, low, high, log_v[j] / n)
+    return total
+
+
+def expected_best(floating[::1] mu, floating[::1] sigma, floating[::1] low,
+                  floating[::1] high, floating[::1] n, const double[::1] log_v,
+                  const double[::1] w_v, floating[::1] out, int threads):
+    cdef Py_ssize_t i, size = mu.shape[0]
+    for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
+        if _valid(mu[i], sigma[i], low[i], high[i]):
+            out[i] = <floating>_expected_best(mu[i], sigma[i], low[i], high[i], n[i], log_v, w_v)
+        else:
+            out[i] = NAN
+
+
+def min_samples_expected(floating[::1] mu, floating[::1] sigma, floating[::1] low,
+                         floating[::1] high, floating[::1] target, long long[::1] n_min,
+                         long long[::1] n_max, const double[::1] log_v, const double[::1] w_v,
+                         int[::1] out_n, int[::1] out_status, floating[::1] out_achieved,
+                         int threads):
+    """Smallest n with E[best of n] >= target, by bisection on [n_min, n_max]."""
+    cdef Py_ssize_t i, size = mu.shape[0]
+    cdef double lo, hi, mid
+    for i in prange(size, nogil=True, num_threads=threads, schedule="dynamic"):
+        if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
+                and n_min[i] >= 1 and n_max[i] >= n_min[i]):
+            out_n[i], out_status[i], out_achieved[i] = n_max[i], INVALID, 0
+            continue
+        lo, hi = <double>n_min[i], <double>n_max[i]
+        if target[i] <= low[i]:
+            out_n[i], out_status[i] = n_min[i], TRIVIAL
+        elif target[i] >= high[i] or <floating>_expected_best(
+                mu[i], sigma[i], low[i], high[i], hi, log_v, w_v) < target[i]:
+            out_n[i], out_status[i] = n_max[i], INFEASIBLE
+        else:
+            while lo < hi:
+                mid = floor(0.5 * (lo + hi))
+                if <floating>_expected_best(mu[i], sigma[i], low[i], high[i], mid, log_v,
+                                            w_v) >= target[i]:
+                    hi = mid
+                else:
+                    lo = mid + 1.0
+            out_n[i], out_status[i] = <int>hi, OK
+        out_achieved[i] = <floating>_expected_best(mu[i], sigma[i], low[i], high[i],
+                                                   <double>out_n[i], log_v, w_v)
