@@ -19,7 +19,6 @@ import numpy as np
 from optscale import _fast
 from optscale._checks import N_MAX_DEFAULT
 from optscale._reference import (  # noqa: F401  (re-exported: same API as every backend)
-    _GL_U,
     _LOG_V,
     _W_V,
     best_of_n_quantile,
@@ -45,7 +44,6 @@ __all__ = [
 _threads = int(os.environ.get("OPTSCALE_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 _LOG_V64 = np.ascontiguousarray(_LOG_V, np.float64)
 _W_V64 = np.ascontiguousarray(_W_V, np.float64)
-del _GL_U
 
 
 def set_num_threads(n: int) -> None:
