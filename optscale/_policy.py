@@ -147,7 +147,12 @@ class OptScale:
 
     def n_star(self, scores: Any, mask: Any = None, prior: Any = None) -> tuple[Any, Any]:
         """(N*, solver status) for B questions from their scores so far ([B, n], ragged via
-        ``mask``), clipped to [1, n_max]."""
+        ``mask``), clipped to [1, n_max]: :meth:`fit` then :meth:`decide`."""
+        return self.decide(self.fit(scores, mask, prior))
+
+    def fit(self, scores: Any, mask: Any = None, prior: Any = None) -> Any:
+        """The policy's estimate (:class:`optscale.Fit`, NumPy arrays of B rows) from scores so
+        far ([B, n], ragged via ``mask``): MLE, or MAP with ``prior`` = (mu0, sigma0)."""
         scores = np.asarray(scores, np.float64)
         if scores.ndim == 1:
             scores = scores[None, :]
@@ -167,9 +172,17 @@ class OptScale:
         fit = _api.fit_truncnorm(
             scores, mask, prior=prior if self.uses_prior else None, prior_std=self.prior_std,
             low=self.low, high=self.high, out_of_range="clip")
-        mu, sigma = np.asarray(fit.mu, np.float64), np.asarray(fit.sigma, np.float64)
+        return type(fit)(*(np.asarray(v)[:size] for v in fit))
+
+    def decide(self, fit: Any) -> tuple[Any, Any]:
+        """(N*, solver status) from a fit (a :class:`optscale.Fit` of this policy's family):
+        the second half of :meth:`n_star`. Settings that share a fit (same peek, prior and
+        score range) can reuse it, as the replay harness does."""
+        size = len(np.atleast_1d(fit.mu))
+        pick = np.concatenate([np.arange(size), np.zeros(_bucket(size) - size, np.int64)])
+        mu, sigma = (np.atleast_1d(np.asarray(v, np.float64))[pick] for v in (fit.mu, fit.sigma))
         if self.predictive:
-            n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64))
+            n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64)[pick])
             return n[:size], status[:size]
         dist = TruncatedNormal(mu, sigma, self.low, self.high)
         if self.criterion == "cost":

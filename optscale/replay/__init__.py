@@ -1,0 +1,50 @@
+"""Replay harness: completion pools, baselines and OptScale policies evaluated on stored samples.
+
+A :class:`Pool` holds every stored sample of every question; :func:`evaluate` replays methods
+(:class:`BestOfN`, :class:`MajorityVote`, :class:`WeightedVote`, :class:`ESC`, :class:`ASC`,
+:class:`DSC`, :class:`OptScaleMethod`) over random sample orders, chooses each method's
+settings on calibration folds and reports them on held-out folds; :func:`write_report` writes
+the tables and plots.
+"""
+
+from optscale.replay._methods import (
+    ASC,
+    DSC,
+    ESC,
+    BestOfN,
+    MajorityVote,
+    Method,
+    OptScaleMethod,
+    Rows,
+    Setting,
+    WeightedVote,
+    asc_stop_probability,
+    default_methods,
+)
+from optscale.replay._pool import Pool, load_npz, save_npz
+from optscale.replay._protocol import Evaluation, Selected, evaluate, make_rows
+from optscale.replay._report import markdown_summary, write_report
+
+__all__ = [
+    "ASC",
+    "DSC",
+    "ESC",
+    "BestOfN",
+    "Evaluation",
+    "MajorityVote",
+    "Method",
+    "OptScaleMethod",
+    "Pool",
+    "Rows",
+    "Selected",
+    "Setting",
+    "WeightedVote",
+    "asc_stop_probability",
+    "default_methods",
+    "evaluate",
+    "load_npz",
+    "make_rows",
+    "markdown_summary",
+    "save_npz",
+    "write_report",
+]

@@ -1,0 +1,136 @@
+"""Reports of an :class:`Evaluation`: a Markdown summary, CSV tables and PNG plots."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+
+from optscale.replay._protocol import Evaluation
+
+__all__ = ["markdown_summary", "write_report"]
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{100 * x:.1f}"
+
+
+def _num(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}"
+
+
+def markdown_summary(ev: Evaluation, title: str = "Replay") -> str:
+    """The held-out table (one row per method and budget) with the protocol in a few lines."""
+    cost = ev.cost_name
+    lines = [f"# {title}", ""]
+    if ev.simulated:
+        lines += ["**SIMULATED POOL**: scores, answers and correctness come from optscale's "
+                  "calibrated generator, not from a model. Numbers describe the simulator.", ""]
+    folds = int(ev.folds.max()) + 1
+    lines += [f"{len(ev.folds)} questions x {ev.orders} random sample orders; settings chosen "
+              f"per method and budget on {folds - 1} of {folds} folds (cheapest whose accuracy "
+              f"is at least Best-of-N's at that budget minus {100 * ev.tolerance:g} points) and "
+              "reported on the held-out fold. Accuracy: mean (std across orders), in %. "
+              f"Reduction: 1 - {cost} / {cost} of the cheapest fixed-N Best-of-N that is at "
+              "least as accurate.", ""]
+    head = ["method", "budget", "accuracy", "samples"]
+    head += ["tokens"] if ev.has_tokens else []
+    head += [f"{cost} reduction vs BoN", "chosen setting(s)"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in sorted(ev.selected, key=lambda s: (s.budget, s.method != "BoN")):
+        chosen = sorted(set(s.chosen))
+        text = chosen[0] if len(chosen) == 1 else "; ".join(
+            f"{c} ({s.chosen.count(c)}/{len(s.chosen)} folds)" for c in chosen)
+        row = [s.method, str(s.budget), f"{_pct(s.accuracy)} ({_pct(s.accuracy_std)})",
+               f"{s.samples:.2f}"]
+        row += [_num(s.tokens)] if ev.has_tokens else []
+        row += [_pct(s.reduction) + ("" if math.isnan(s.reduction) else " %"), text]
+        lines.append("| " + " | ".join(row) + " |")
+    if ev.skipped:
+        lines += [""] + [f"Not run: {name} ({why})." for name, why in ev.skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[str]:
+    """Write ``report.md``, ``selected.csv``, ``settings.csv``, ``bon_curve.csv`` and, when
+    matplotlib is installed, ``accuracy_vs_cost.png`` and ``samples_used.png`` into
+    ``out_dir``. Returns the paths written."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+
+    def path(name):
+        written.append(os.path.join(out_dir, name))
+        return written[-1]
+
+    settings = ev.setting_table()
+    with open(path("report.md"), "w") as fh:
+        fh.write(markdown_summary(ev, title))
+        fh.write("\n## Pareto frontier over all settings (all questions, no selection)\n\n")
+        fh.write(f"| method | setting | accuracy % | {ev.cost_name} |\n|---|---|---|---|\n")
+        for r in sorted((r for r in settings if r["pareto"]),
+                        key=lambda r: r["tokens"] if ev.has_tokens else r["samples"]):
+            fh.write(f"| {r['method']} | {r['setting']} | {_pct(r['accuracy'])} | "
+                     f"{_num(r['tokens'] if ev.has_tokens else r['samples'])} |\n")
+    _write_csv(path("selected.csv"), [
+        dict(method=s.method, budget=s.budget, accuracy=s.accuracy,
+             accuracy_std=s.accuracy_std, samples=s.samples, tokens=s.tokens,
+             reduction=s.reduction, chosen=" | ".join(s.chosen), simulated=ev.simulated)
+        for s in ev.selected])
+    _write_csv(path("settings.csv"), [dict(r, simulated=ev.simulated) for r in settings])
+    _write_csv(path("bon_curve.csv"), [
+        dict(n=i + 1, accuracy=a, cost=c, cost_unit=ev.cost_name)
+        for i, (a, c) in enumerate(zip(ev.bon_accuracy, ev.bon_cost, strict=True))])
+    try:
+        import matplotlib
+    except ImportError:  # plots are optional: the tables carry the numbers
+        return written
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suffix = " (SIMULATED)" if ev.simulated else ""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(ev.bon_cost, 100 * ev.bon_accuracy, "-", color="0.6", lw=1, label="BoN, N = 1..M")
+    methods = list(dict.fromkeys(s.method for s in ev.selected))
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    key = "tokens" if ev.has_tokens else "samples"
+    for i, name in enumerate(methods):
+        pts = [r for r in settings if r["method"] == name]
+        ax.scatter([r[key] for r in pts], [100 * r["accuracy"] for r in pts], s=8, alpha=0.3,
+                   color=colors[i % 10])
+        sel = sorted((s for s in ev.selected if s.method == name), key=lambda s: s.budget)
+        ax.plot([s.tokens if ev.has_tokens else s.samples for s in sel],
+                [100 * s.accuracy for s in sel], "o-", color=colors[i % 10], label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"mean {ev.cost_name} per question")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"Accuracy vs {ev.cost_name}: held-out (lines), all settings (dots){suffix}",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path("accuracy_vs_cost.png"), dpi=120)
+    plt.close(fig)
+
+    budget = max(s.budget for s in ev.selected)
+    sel = [s for s in ev.selected if s.budget == budget]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.arange(1, budget + 2) - 0.5
+    for i, s in enumerate(sel):
+        ax.hist(s.n_used.ravel(), bins=bins, histtype="step", color=colors[i % 10],
+                label=s.method, density=True)
+    ax.set_xlabel("samples used")
+    ax.set_ylabel("fraction of (question, order)")
+    ax.set_title(f"Samples used at budget {budget} (held-out){suffix}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path("samples_used.png"), dpi=120)
+    plt.close(fig)
+    return written
