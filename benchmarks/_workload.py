@@ -94,3 +94,28 @@ def lbfgsb_fit(x: np.ndarray) -> tuple[float, float, float]:
     r = optimize.minimize(nll, (x.mean(), max(x.std(), 1e-2)), method="L-BFGS-B",
                           bounds=[(-1.0, 2.0), (1e-3, 10.0)])
     return r.x[0], r.x[1], r.fun
+
+
+REPLAY_QUESTIONS = 10_000
+REPLAY_BUDGETS = (8, 16, 32, 64)
+
+
+def replay_pool(questions: int = REPLAY_QUESTIONS, samples: int = 64):
+    """The replay benchmark's pool: the built-in simulated pool."""
+    from optscale.replay._simulate import simulate_pool
+
+    return simulate_pool(questions, samples, seed=0)
+
+
+def replay_methods():
+    """48 settings: BoN, SC, weighted SC (4 budgets each), ESC and ASC (2 x 4), DSC (4),
+    OptScale^0 one-shot (2 targets x 2 confidences x 4 budgets)."""
+    from optscale import OptScale0
+    from optscale.replay import ASC, DSC, ESC, BestOfN, MajorityVote, OptScaleMethod, WeightedVote
+
+    b = REPLAY_BUDGETS
+    return [BestOfN(budgets=b), MajorityVote(budgets=b), WeightedVote(budgets=b),
+            ESC(windows=(2, 4), budgets=b), ASC(thresholds=(0.9, 0.95), budgets=b),
+            DSC(windows=(2,), budgets=b),
+            OptScaleMethod("OptScale^0", OptScale0(target=0.9),
+                           {"target": (0.9, 0.95), "confidence": (0.8, 0.9), "n_max": b})]

@@ -1,7 +1,8 @@
 """The ``optscale`` command line.
 
 ``optscale solve`` answers one query from flags, a batch from a CSV or NPZ file, or, with no
-input, the bundled example batch.
+input, the bundled example batch. ``optscale replay POOL`` evaluates methods on a stored
+completion pool; ``optscale demo`` does it on the built-in simulated pool.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import optscale
 from optscale._checks import query_checks
 from optscale._solution import Status
+from optscale.replay._cli import add_commands as add_replay_commands
 
 __all__ = ["main"]
 
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: OPTSCALE_BACKEND or the first available")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_solve)
+    add_replay_commands(sub)
     return parser
 
 

@@ -70,6 +70,8 @@ POLICIES = [
                                                   "confidence": (0.8, 0.95), "n_max": (8, 20)}),
     OptScaleMethod("Ot", OptScaleT(target=0.9, n_peek=2), {"n_max": (16,)}),
     OptScaleMethod("Ot0", OptScaleT(target=0.95, n_peek=0), {"n_max": (12,)}),
+    OptScaleMethod("Osot", OptScale0(target=0.9, stop_on_target=True, n_peek=3),
+                   {"target": (0.8, 0.95), "n_max": (6, 20)}),
     OptScaleMethod("Oseq", OptScale0(target=0.9, rule="sequential", round_size=2,
                                      stop_on_target=True), {"n_max": (16,)}),
 ]
@@ -188,11 +190,14 @@ def test_reduction_against_bon_at_matched_accuracy():
     ev = evaluate(pool, [BestOfN(budgets=(16,)), ASC(thresholds=(0.9,), budgets=(16,))],
                   orders=4, folds=3)
     asc = next(s for s in ev.selected if s.method == "ASC")
-    reach = ev.bon_accuracy >= asc.accuracy - 1e-12
+    reach = ev.bon_accuracy >= asc.accuracy - 0.005 - 1e-12
     if reach.any():
+        assert asc.matched_n == np.flatnonzero(reach)[np.argmin(ev.bon_cost[reach])] + 1
         assert asc.reduction == pytest.approx(1 - asc.tokens / ev.bon_cost[reach].min())
     else:
-        assert np.isnan(asc.reduction)
+        assert asc.matched_n == 0 and np.isnan(asc.reduction)
+    assert asc.gain == pytest.approx(asc.accuracy - ev.bon_accuracy[15])
+    assert asc.saving == pytest.approx(1 - asc.tokens / ev.bon_cost[15])
 
 
 def test_pool_without_tokens_counts_samples(tmp_path):
@@ -201,7 +206,7 @@ def test_pool_without_tokens_counts_samples(tmp_path):
     assert ev.cost_name == "samples" and np.isnan(ev.selected[0].tokens)
     np.testing.assert_allclose(ev.bon_cost, np.arange(1, 17))
     text = markdown_summary(ev)
-    assert "SIMULATED" in text and "samples reduction" in text
+    assert "SIMULATED" in text and "samples saved at matched accuracy" in text
     written = write_report(ev, str(tmp_path / "out"))
     names = {p.split("/")[-1] for p in written}
     assert {"report.md", "selected.csv", "settings.csv", "bon_curve.csv"} <= names

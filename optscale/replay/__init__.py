@@ -9,6 +9,7 @@ the tables and plots.
 
 from optscale.replay._methods import (
     ASC,
+    DEFAULT_METHODS,
     DSC,
     ESC,
     BestOfN,
@@ -20,15 +21,19 @@ from optscale.replay._methods import (
     WeightedVote,
     asc_stop_probability,
     default_methods,
+    standard_methods,
 )
 from optscale.replay._pool import Pool, load_npz, save_npz
 from optscale.replay._protocol import Evaluation, Selected, evaluate, make_rows
 from optscale.replay._report import markdown_summary, write_report
+from optscale.replay._simulate import CALIBRATION, calibration_table, simulate_pool
 
 __all__ = [
     "ASC",
+    "CALIBRATION",
     "DSC",
     "ESC",
+    "DEFAULT_METHODS",
     "BestOfN",
     "Evaluation",
     "MajorityVote",
@@ -40,11 +45,14 @@ __all__ = [
     "Setting",
     "WeightedVote",
     "asc_stop_probability",
+    "calibration_table",
     "default_methods",
     "evaluate",
     "load_npz",
     "make_rows",
     "markdown_summary",
     "save_npz",
+    "simulate_pool",
+    "standard_methods",
     "write_report",
 ]

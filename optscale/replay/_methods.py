@@ -39,7 +39,8 @@ from optscale._policy import OptScale
 from optscale.replay._prefix import Prefix
 
 __all__ = ["ASC", "DSC", "ESC", "BestOfN", "MajorityVote", "Method", "OptScaleMethod", "Rows",
-           "Setting", "WeightedVote", "asc_stop_probability", "default_methods"]
+           "Setting", "WeightedVote", "asc_stop_probability", "default_methods",
+           "standard_methods", "DEFAULT_METHODS"]
 
 
 class Setting(NamedTuple):
@@ -292,15 +293,20 @@ class OptScaleMethod(Method):
         fits: dict[tuple, Any] = {}
         n_all, picks = [], []
         for p in self._policies:
-            if p.rule == "one-shot" and not p.stop_on_target and p.n_peek >= 1:
-                # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max)
+            if p.rule == "one-shot" and p.n_peek >= 1:
+                # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max),
+                # or the peek alone when stop_on_target and a peek score reached the target
+                peek = min(p.n_peek, scores.shape[1])
+                mask = np.arange(peek)[None, :] < rows.lengths[:, None]
                 key = (p.n_peek, p.prior_std, p.low, p.high, p.uses_prior)
                 if key not in fits:
-                    peek = min(p.n_peek, scores.shape[1])
-                    mask = np.arange(peek)[None, :] < rows.lengths[:, None]
                     fits[key] = p.fit(scores[:, :peek], mask, prior)
                 n_star, _ = p.decide(fits[key])
-                n = np.minimum(np.maximum(p.n_peek, n_star), np.minimum(rows.lengths, p.n_max))
+                cap = np.minimum(rows.lengths, p.n_max)
+                n = np.minimum(np.maximum(p.n_peek, n_star), cap)
+                if p.stop_on_target:
+                    hit = np.any(mask & (scores[:, :peek] >= p.target), axis=1)
+                    n = np.where(hit, np.minimum(p.n_peek, cap), n)
             else:
                 n = p.run(scores, prior, rows.lengths).n_used
             n_all.append(n)
@@ -308,19 +314,52 @@ class OptScaleMethod(Method):
         return np.stack(n_all), np.stack(picks)
 
 
-def default_methods(budgets: Sequence[int] = (8, 16, 32, 64), *, n_peek: int = 4,
-                    targets: Sequence[float] = (0.85, 0.9, 0.95, 0.97, 0.99),
-                    confidences: Sequence[float] = (0.8, 0.9, 0.95, 0.99)) -> list[Method]:
-    """The standard comparison: BoN, SC, PRM-weighted SC, ESC, ASC, DSC, and OptScale^0 /
-    OptScale^t (one-shot, the paper's rule) over the paper's range of targets and confidences
-    (its "percentile" 0.01..0.2 is 1 - confidence). OptScale^t runs only on pools with priors."""
+DEFAULT_METHODS = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "optscalet",
+                   "optscale0-sot", "optscale0-pred")
+
+
+def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *, n_peek: int = 4,
+                     targets: Sequence[float] = (0.85, 0.9, 0.95, 0.97, 0.99),
+                     confidences: Sequence[float] = (0.8, 0.9, 0.95, 0.99)) -> dict[str, Method]:
+    """Every method the harness ships, by command-line key, with its standard grid:
+
+    ``bon``, ``sc``, ``wsc`` (PRM-weighted), ``esc``, ``asc``, ``dsc``; OptScale over the
+    paper's range of targets and confidences (its "percentile" 0.01..0.2 is 1 - confidence):
+    ``optscale0`` / ``optscalet`` (one-shot MLE / MAP, the paper's rule; MAP runs only on pools
+    with priors), ``optscale0-sot`` (one-shot, stops early when a drawn score reaches the
+    target), ``optscale0-pred`` (posterior-predictive N*), ``optscale0-seq`` (sequential: refit
+    after every round of 4; slower, as it refits the open questions every round).
+    """
     from optscale._policy import OptScale0, OptScaleT
 
-    budgets = _check_budgets("default_methods", budgets)
+    budgets = _check_budgets("standard_methods", budgets)
     grid = {"target": tuple(targets), "confidence": tuple(confidences), "n_max": budgets}
-    return [
-        BestOfN(budgets=budgets), MajorityVote(budgets=budgets), WeightedVote(budgets=budgets),
-        ESC(budgets=budgets), ASC(budgets=budgets), DSC(budgets=budgets),
-        OptScaleMethod("OptScale^0", OptScale0(target=targets[0], n_peek=n_peek), grid),
-        OptScaleMethod("OptScale^t", OptScaleT(target=targets[0], n_peek=n_peek), grid),
-    ]
+    first = targets[0]
+    return {
+        "bon": BestOfN(budgets=budgets),
+        "sc": MajorityVote(budgets=budgets),
+        "wsc": WeightedVote(budgets=budgets),
+        "esc": ESC(budgets=budgets),
+        "asc": ASC(budgets=budgets),
+        "dsc": DSC(budgets=budgets),
+        "optscale0": OptScaleMethod("OptScale^0", OptScale0(target=first, n_peek=n_peek), grid),
+        "optscalet": OptScaleMethod("OptScale^t", OptScaleT(target=first, n_peek=n_peek), grid),
+        "optscale0-sot": OptScaleMethod(
+            "OptScale^0 stop-on-target",
+            OptScale0(target=first, n_peek=n_peek, stop_on_target=True), grid),
+        "optscale0-pred": OptScaleMethod(
+            "OptScale^0 predictive", OptScale0(target=first, n_peek=n_peek, predictive=True),
+            grid),
+        "optscale0-seq": OptScaleMethod(
+            "OptScale^0 sequential",
+            OptScale0(target=first, n_peek=n_peek, rule="sequential", round_size=4,
+                      stop_on_target=True),
+            {"target": tuple(targets), "confidence": (0.9,), "n_max": budgets}),
+    }
+
+
+def default_methods(budgets: Sequence[int] = (8, 16, 32, 64), **grid: Any) -> list[Method]:
+    """The methods of ``DEFAULT_METHODS`` from :func:`standard_methods` (every one but the
+    slower sequential OptScale)."""
+    methods = standard_methods(budgets, **grid)
+    return [methods[k] for k in DEFAULT_METHODS]

@@ -10,9 +10,12 @@ on held-out folds, compared with Best-of-N at matched accuracy.
    at the same budget minus ``tolerance``; if none is, the most accurate. It is then scored on
    the held-out fold only. Every question is held out once, so the reported numbers cover the
    whole pool and no number is reported by the fold that chose its setting.
-3. Token reduction at matched accuracy: 1 - cost / cost of the cheapest fixed N whose Best-of-N
-   accuracy (all questions, all orders) is at least the method's held-out accuracy; undefined
-   when the method beats every N.
+3. Against Best-of-N (all questions, all orders; it has no hyper-parameters): at the same
+   budget, the accuracy difference and the cost reduction 1 - cost / cost of BoN(budget); at
+   matched accuracy, the cost reduction against the cheapest fixed N whose BoN accuracy is at
+   least the method's held-out accuracy minus ``match_tolerance`` (default half a point: BoN
+   curves flatten, and without a tolerance a difference far inside the sampling noise decides
+   which N is "matched"); undefined when no N is that accurate.
 4. The Pareto frontier is over every setting's all-question numbers (a description of the grid,
    not a selection).
 """
@@ -42,7 +45,11 @@ class Selected:
     accuracy_std: float  # across sample orders
     samples: float
     tokens: float  # NaN when the pool has no token counts
-    reduction: float  # vs Best-of-N at matched accuracy (NaN: above every N)
+    cost: float  # tokens, or samples without token counts
+    gain: float  # accuracy minus BoN's at the same budget
+    saving: float  # 1 - cost / BoN's cost at the same budget
+    matched_n: int  # the cheapest BoN N at matched accuracy (0: none)
+    reduction: float  # 1 - cost / BoN(matched_n)'s cost (NaN: none)
     n_used: np.ndarray  # [Q, R], for histograms
 
 
@@ -63,6 +70,7 @@ class Evaluation:
     has_tokens: bool
     orders: int
     tolerance: float
+    match_tolerance: float
 
     @property
     def cost_name(self) -> str:
@@ -108,7 +116,8 @@ def make_rows(pool: Pool, orders: int, seed: int) -> tuple[Rows, np.ndarray, np.
 
 
 def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: int = 5,
-             seed: int = 0, tolerance: float = 0.0, progress: bool = False) -> Evaluation:
+             seed: int = 0, tolerance: float = 0.0, match_tolerance: float = 0.005,
+             progress: bool = False) -> Evaluation:
     """Replay ``methods`` on ``pool`` under the protocol of the module docstring.
 
     Args:
@@ -119,6 +128,7 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
         seed: seeds the orders and the fold split.
         tolerance: accuracy a chosen setting may give up against Best-of-N at its budget on
             the calibration folds.
+        match_tolerance: accuracy below the method's at which Best-of-N counts as matched.
         progress: show a progress bar over methods.
     """
     if pool.correct is None:
@@ -130,8 +140,9 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
         raise ValueError(f"orders must be >= 1; got {orders}")
     if not 2 <= folds <= pool.size:
         raise ValueError(f"folds must lie in [2, number of questions = {pool.size}]; got {folds}")
-    if not 0 <= tolerance < 1:
-        raise ValueError(f"tolerance must lie in [0, 1); got {tolerance}")
+    for name, value in (("tolerance", tolerance), ("match_tolerance", match_tolerance)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must lie in [0, 1); got {value}")
     q, m = pool.scores.shape
     rows, correct, tokens = make_rows(pool, orders, seed)
     cum_tokens = np.cumsum(tokens, axis=1)
@@ -196,11 +207,15 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
             per_order = held_correct.mean(axis=0)
             accuracy = float(per_order.mean())
             cost = float(held_cost.mean())
-            reach = bon_accuracy >= accuracy - 1e-12
-            reduction = 1.0 - cost / bon_cost_mean[reach].min() if reach.any() else np.nan
-            selected.append(Selected(name, budget, tuple(chosen), accuracy,
-                                     float(per_order.std()), float(held_n.mean()),
-                                     float(np.nanmean(held_tokens)) if has_tokens else np.nan,
-                                     float(reduction), held_n))
+            at = min(budget, m) - 1
+            reach = np.flatnonzero(bon_accuracy >= accuracy - match_tolerance - 1e-12)
+            matched = int(reach[np.argmin(bon_cost_mean[reach])]) + 1 if reach.size else 0
+            reduction = 1.0 - cost / bon_cost_mean[matched - 1] if matched else np.nan
+            selected.append(Selected(
+                name, budget, tuple(chosen), accuracy, float(per_order.std()),
+                float(held_n.mean()), float(np.nanmean(held_tokens)) if has_tokens else np.nan,
+                cost, accuracy - float(bon_accuracy[at]), 1.0 - cost / bon_cost_mean[at],
+                matched, float(reduction), held_n))
     return Evaluation(settings, correct_s, n_s, tokens_s, bon_accuracy, bon_cost_mean, fold_of,
-                      selected, skipped, pool.simulated, has_tokens, orders, tolerance)
+                      selected, skipped, pool.simulated, has_tokens, orders, tolerance,
+                      match_tolerance)

@@ -29,24 +29,31 @@ def markdown_summary(ev: Evaluation, title: str = "Replay") -> str:
         lines += ["**SIMULATED POOL**: scores, answers and correctness come from optscale's "
                   "calibrated generator, not from a model. Numbers describe the simulator.", ""]
     folds = int(ev.folds.max()) + 1
-    lines += [f"{len(ev.folds)} questions x {ev.orders} random sample orders; settings chosen "
-              f"per method and budget on {folds - 1} of {folds} folds (cheapest whose accuracy "
-              f"is at least Best-of-N's at that budget minus {100 * ev.tolerance:g} points) and "
-              "reported on the held-out fold. Accuracy: mean (std across orders), in %. "
-              f"Reduction: 1 - {cost} / {cost} of the cheapest fixed-N Best-of-N that is at "
-              "least as accurate.", ""]
+    lines += [f"{len(ev.folds)} questions x {ev.orders} random sample orders. Each method's "
+              f"setting is chosen per budget on {folds - 1} of {folds} folds of questions (the "
+              "cheapest whose accuracy is at least Best-of-N's at that budget"
+              + (f" minus {100 * ev.tolerance:g} points" if ev.tolerance else "")
+              + ") and reported on the held-out fold. Accuracy: mean (std across orders), %. "
+              f"vs BoN@budget: accuracy difference (points) and {cost} saved against Best-of-N "
+              f"at the same budget. Matched: the cheapest fixed-N Best-of-N at most "
+              f"{100 * ev.match_tolerance:g} points less accurate, and the {cost} saved "
+              "against it (negative: BoN is cheaper).", ""]
     head = ["method", "budget", "accuracy", "samples"]
     head += ["tokens"] if ev.has_tokens else []
-    head += [f"{cost} reduction vs BoN", "chosen setting(s)"]
+    head += ["vs BoN@budget", "matched BoN N", f"{cost} saved at matched accuracy",
+             "chosen setting (folds)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in sorted(ev.selected, key=lambda s: (s.budget, s.method != "BoN")):
-        chosen = sorted(set(s.chosen))
-        text = chosen[0] if len(chosen) == 1 else "; ".join(
-            f"{c} ({s.chosen.count(c)}/{len(s.chosen)} folds)" for c in chosen)
+        counts = {c: s.chosen.count(c) for c in dict.fromkeys(s.chosen)}
+        top = max(counts, key=counts.get)
+        text = top if len(counts) == 1 else \
+            f"{top} ({counts[top]}/{len(s.chosen)}; {len(counts) - 1} other)"
         row = [s.method, str(s.budget), f"{_pct(s.accuracy)} ({_pct(s.accuracy_std)})",
                f"{s.samples:.2f}"]
         row += [_num(s.tokens)] if ev.has_tokens else []
-        row += [_pct(s.reduction) + ("" if math.isnan(s.reduction) else " %"), text]
+        row += [f"{100 * s.gain:+.1f} pt, {_pct(s.saving)} %",
+                str(s.matched_n) if s.matched_n else "none",
+                "n/a" if math.isnan(s.reduction) else f"{_pct(s.reduction)} %", text]
         lines.append("| " + " | ".join(row) + " |")
     if ev.skipped:
         lines += [""] + [f"Not run: {name} ({why})." for name, why in ev.skipped.items()]
@@ -83,7 +90,9 @@ def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[st
     _write_csv(path("selected.csv"), [
         dict(method=s.method, budget=s.budget, accuracy=s.accuracy,
              accuracy_std=s.accuracy_std, samples=s.samples, tokens=s.tokens,
-             reduction=s.reduction, chosen=" | ".join(s.chosen), simulated=ev.simulated)
+             gain_vs_bon_at_budget=s.gain, saving_vs_bon_at_budget=s.saving,
+             matched_bon_n=s.matched_n, saving_at_matched_accuracy=s.reduction,
+             chosen=" | ".join(s.chosen), simulated=ev.simulated)
         for s in ev.selected])
     _write_csv(path("settings.csv"), [dict(r, simulated=ev.simulated) for r in settings])
     _write_csv(path("bon_curve.csv"), [
