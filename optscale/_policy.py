@@ -210,7 +210,7 @@ class OptScale:
         width = self.high - self.low
         mu_n = np.clip(mu[:, None] + l11[:, None] * z1, self.low - width, self.high + width)
         rho_n = np.log(sigma)[:, None] + l21[:, None] * z1 + l22[:, None] * z2
-        sigma_n = np.clip(np.exp(rho_n), 1e-3 * width, 10.0 * width)
+        sigma_n = np.exp(np.clip(rho_n, np.log(1e-3 * width), np.log(10.0 * width)))
         nodes = TruncatedNormal(mu_n, sigma_n, self.low, self.high)
         log_f = np.asarray(nodes.logcdf(self.target), np.float64)
         lo = np.ones(len(mu))

@@ -234,3 +234,16 @@ def test_optscale_t_skipped_without_prior():
     pool = Pool(pool.scores, pool.lengths, pool.answers, pool.correct, pool.tokens)
     ev = evaluate(pool, [BestOfN(budgets=(8,)), POLICIES[1]], orders=1, folds=2)
     assert "Ot" in ev.skipped and all(s.method == "BoN" for s in ev.settings)
+
+
+def test_verifier_cost_is_charged_to_verifier_methods_only():
+    pool = labelled_pool(4)
+    methods = [BestOfN(budgets=(8,)), MajorityVote(budgets=(8,)), ESC(budgets=(8,))]
+    plain = evaluate(pool, methods, orders=2, folds=2)
+    charged = evaluate(pool, methods, orders=2, folds=2, verifier_tokens=100.0)
+    np.testing.assert_allclose(charged.tokens[0], plain.tokens[0] + 100.0 * plain.n_used[0])
+    np.testing.assert_array_equal(charged.tokens[1:], plain.tokens[1:])
+    np.testing.assert_allclose(charged.bon_cost, plain.bon_cost + 100.0 * np.arange(1, 17))
+    assert "100 per sample scored" in markdown_summary(charged)
+    with pytest.raises(ValueError, match="verifier_tokens"):
+        evaluate(labelled_pool(tokens=False), methods, verifier_tokens=1.0)

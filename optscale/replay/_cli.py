@@ -27,7 +27,8 @@ def _methods(arg: str, budgets: list[int]) -> list[Method]:
 def _run(pool, methods: list[Method], args, title: str, appendix: str = "") -> int:
     start = time.perf_counter()
     ev = evaluate(pool, methods, orders=args.orders, folds=args.folds, seed=args.seed,
-                  tolerance=args.tolerance, progress=not args.quiet)
+                  tolerance=args.tolerance, verifier_tokens=args.verifier_tokens,
+                  progress=not args.quiet)
     elapsed = time.perf_counter() - start
     print(markdown_summary(ev, title))
     written = write_report(ev, args.out, title)
@@ -77,6 +78,9 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--tolerance", type=float, default=0.0,
                    help="accuracy a chosen setting may give up against BoN on the calibration "
                    "folds (default 0)")
+    p.add_argument("--verifier-tokens", dest="verifier_tokens", type=float, default=0.0,
+                   help="cost of scoring one sample in output-token equivalents, charged to "
+                   "methods that use the verifier (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=out, help=f"output folder (default {out})")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -86,6 +86,8 @@ class Method:
     def needs_prior(self) -> bool:
         return False
 
+    uses_verifier = True  # scores every drawn sample (self-consistency methods do not)
+
 
 def _check_budgets(name: str, budgets: Sequence[int]) -> tuple[int, ...]:
     budgets = tuple(int(b) for b in budgets)
@@ -125,6 +127,7 @@ class BestOfN(_FixedN):
 class MajorityVote(_FixedN):
     """Self-consistency: majority answer of N samples."""
 
+    uses_verifier = False
     name: str = "SC"
     table = "vote"
 
@@ -141,6 +144,7 @@ class WeightedVote(_FixedN):
 class ESC(Method):
     """Early-stopping self-consistency over a grid of windows and budgets."""
 
+    uses_verifier = False
     name: str = "ESC"
     windows: tuple[int, ...] = (2, 4, 8)
     budgets: tuple[int, ...] = (8, 16, 32, 64)
@@ -177,6 +181,7 @@ def asc_stop_probability(top1: Any, top2: Any) -> np.ndarray:
 class ASC(Method):
     """Adaptive-Consistency (Beta stopping rule) over thresholds and budgets."""
 
+    uses_verifier = False
     name: str = "ASC"
     thresholds: tuple[float, ...] = (0.9, 0.95, 0.99)
     budgets: tuple[int, ...] = (8, 16, 32, 64)
@@ -213,6 +218,7 @@ class ASC(Method):
 class DSC(Method):
     """Difficulty-adaptive self-consistency without hindsight (see the module)."""
 
+    uses_verifier = False
     name: str = "DSC"
     windows: tuple[int, ...] = (2, 4)
     budgets: tuple[int, ...] = (8, 16, 32, 64)
@@ -293,7 +299,7 @@ class OptScaleMethod(Method):
         fits: dict[tuple, Any] = {}
         n_all, picks = [], []
         for p in self._policies:
-            if p.rule == "one-shot" and p.n_peek >= 1:
+            if p.rule == "one-shot":
                 # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max),
                 # or the peek alone when stop_on_target and a peek score reached the target
                 peek = min(p.n_peek, scores.shape[1])
@@ -318,13 +324,15 @@ DEFAULT_METHODS = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "optsca
                    "optscale0-sot", "optscale0-pred")
 
 
-def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *, n_peek: int = 4,
+def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
+                     n_peek: Sequence[int] = (2, 4),
                      targets: Sequence[float] = (0.85, 0.9, 0.95, 0.97, 0.99),
                      confidences: Sequence[float] = (0.8, 0.9, 0.95, 0.99)) -> dict[str, Method]:
     """Every method the harness ships, by command-line key, with its standard grid:
 
-    ``bon``, ``sc``, ``wsc`` (PRM-weighted), ``esc``, ``asc``, ``dsc``; OptScale over the
-    paper's range of targets and confidences (its "percentile" 0.01..0.2 is 1 - confidence):
+    ``bon``, ``sc``, ``wsc`` (PRM-weighted), ``esc``, ``asc``, ``dsc``; OptScale over peek
+    sizes ``n_peek`` and the paper's range of targets and confidences (its "percentile"
+    0.01..0.2 is 1 - confidence):
     ``optscale0`` / ``optscalet`` (one-shot MLE / MAP, the paper's rule; MAP runs only on pools
     with priors), ``optscale0-sot`` (one-shot, stops early when a drawn score reaches the
     target), ``optscale0-pred`` (posterior-predictive N*), ``optscale0-seq`` (sequential: refit
@@ -333,7 +341,9 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *, n_peek: int = 
     from optscale._policy import OptScale0, OptScaleT
 
     budgets = _check_budgets("standard_methods", budgets)
-    grid = {"target": tuple(targets), "confidence": tuple(confidences), "n_max": budgets}
+    peeks = tuple(int(n) for n in n_peek)
+    grid = {"n_peek": peeks, "target": tuple(targets), "confidence": tuple(confidences),
+            "n_max": budgets}
     first = targets[0]
     return {
         "bon": BestOfN(budgets=budgets),
@@ -342,19 +352,20 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *, n_peek: int = 
         "esc": ESC(budgets=budgets),
         "asc": ASC(budgets=budgets),
         "dsc": DSC(budgets=budgets),
-        "optscale0": OptScaleMethod("OptScale^0", OptScale0(target=first, n_peek=n_peek), grid),
-        "optscalet": OptScaleMethod("OptScale^t", OptScaleT(target=first, n_peek=n_peek), grid),
+        "optscale0": OptScaleMethod("OptScale^0", OptScale0(target=first, n_peek=peeks[0]), grid),
+        "optscalet": OptScaleMethod("OptScale^t", OptScaleT(target=first, n_peek=peeks[0]), grid),
         "optscale0-sot": OptScaleMethod(
             "OptScale^0 stop-on-target",
-            OptScale0(target=first, n_peek=n_peek, stop_on_target=True), grid),
+            OptScale0(target=first, n_peek=peeks[0], stop_on_target=True), grid),
         "optscale0-pred": OptScaleMethod(
-            "OptScale^0 predictive", OptScale0(target=first, n_peek=n_peek, predictive=True),
+            "OptScale^0 predictive", OptScale0(target=first, n_peek=peeks[0], predictive=True),
             grid),
         "optscale0-seq": OptScaleMethod(
             "OptScale^0 sequential",
-            OptScale0(target=first, n_peek=n_peek, rule="sequential", round_size=4,
+            OptScale0(target=first, n_peek=peeks[0], rule="sequential", round_size=4,
                       stop_on_target=True),
-            {"target": tuple(targets), "confidence": (0.9,), "n_max": budgets}),
+            {"n_peek": peeks, "target": tuple(targets), "confidence": (0.9,),
+             "n_max": budgets}),
     }
 
 

@@ -15,7 +15,9 @@ on held-out folds, compared with Best-of-N at matched accuracy.
    matched accuracy, the cost reduction against the cheapest fixed N whose BoN accuracy is at
    least the method's held-out accuracy minus ``match_tolerance`` (default half a point: BoN
    curves flatten, and without a tolerance a difference far inside the sampling noise decides
-   which N is "matched"); undefined when no N is that accurate.
+   which N is "matched"); undefined when no N is that accurate. Cost is output tokens (plus
+   ``verifier_tokens`` per scored sample for methods that use the verifier), or samples when
+   the pool has no token counts.
 4. The Pareto frontier is over every setting's all-question numbers (a description of the grid,
    not a selection).
 """
@@ -71,6 +73,7 @@ class Evaluation:
     orders: int
     tolerance: float
     match_tolerance: float
+    verifier_tokens: float
 
     @property
     def cost_name(self) -> str:
@@ -117,7 +120,7 @@ def make_rows(pool: Pool, orders: int, seed: int) -> tuple[Rows, np.ndarray, np.
 
 def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: int = 5,
              seed: int = 0, tolerance: float = 0.0, match_tolerance: float = 0.005,
-             progress: bool = False) -> Evaluation:
+             verifier_tokens: float = 0.0, progress: bool = False) -> Evaluation:
     """Replay ``methods`` on ``pool`` under the protocol of the module docstring.
 
     Args:
@@ -129,6 +132,9 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
         tolerance: accuracy a chosen setting may give up against Best-of-N at its budget on
             the calibration folds.
         match_tolerance: accuracy below the method's at which Best-of-N counts as matched.
+        verifier_tokens: cost of scoring one sample, in output-token equivalents, added to
+            the tokens of methods that use the verifier (Best-of-N, weighted vote, OptScale;
+            not the self-consistency methods). Needs token counts.
         progress: show a progress bar over methods.
     """
     if pool.correct is None:
@@ -143,6 +149,9 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     for name, value in (("tolerance", tolerance), ("match_tolerance", match_tolerance)):
         if not 0 <= value < 1:
             raise ValueError(f"{name} must lie in [0, 1); got {value}")
+    if not verifier_tokens >= 0 or (verifier_tokens and pool.tokens is None):
+        raise ValueError(f"verifier_tokens must be >= 0 and needs a pool with token counts; "
+                         f"got {verifier_tokens}")
     q, m = pool.scores.shape
     rows, correct, tokens = make_rows(pool, orders, seed)
     cum_tokens = np.cumsum(tokens, axis=1)
@@ -164,7 +173,8 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
         settings += method.settings()
         out_correct.append(correct[b, pick].reshape(-1, q, orders))
         out_n.append(n_used.reshape(-1, q, orders))
-        out_tokens.append(cum_tokens[b, n_used - 1].reshape(-1, q, orders))
+        spent = cum_tokens[b, n_used - 1] + verifier_tokens * method.uses_verifier * n_used
+        out_tokens.append(spent.reshape(-1, q, orders))
     correct_s = np.concatenate(out_correct)
     n_s = np.concatenate(out_n)
     has_tokens = pool.tokens is not None
@@ -174,7 +184,8 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     # Best-of-N at every N = 1..M (no hyper-parameters: all questions)
     n_all = np.minimum(np.arange(1, m + 1)[:, None], rows.lengths[None, :])  # [M, B]
     bon_correct = correct[b[None, :], prefix.best[b[None, :], n_all - 1]]
-    bon_cost = cum_tokens[b[None, :], n_all - 1] if has_tokens else n_all.astype(float)
+    bon_cost = cum_tokens[b[None, :], n_all - 1] + verifier_tokens * n_all if has_tokens \
+        else n_all.astype(float)
     bon_accuracy = bon_correct.mean(axis=1)
     bon_cost_mean = bon_cost.mean(axis=1)
     bon_q = bon_correct.reshape(m, q, orders).mean(axis=2)  # [M, Q] for calibration
@@ -218,4 +229,4 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
                 matched, float(reduction), held_n))
     return Evaluation(settings, correct_s, n_s, tokens_s, bon_accuracy, bon_cost_mean, fold_of,
                       selected, skipped, pool.simulated, has_tokens, orders, tolerance,
-                      match_tolerance)
+                      match_tolerance, verifier_tokens)

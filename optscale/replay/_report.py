@@ -37,7 +37,10 @@ def markdown_summary(ev: Evaluation, title: str = "Replay") -> str:
               f"vs BoN@budget: accuracy difference (points) and {cost} saved against Best-of-N "
               f"at the same budget. Matched: the cheapest fixed-N Best-of-N at most "
               f"{100 * ev.match_tolerance:g} points less accurate, and the {cost} saved "
-              "against it (negative: BoN is cheaper).", ""]
+              "against it (negative: BoN is cheaper)."
+              + (f" Tokens include {ev.verifier_tokens:g} per sample scored by the verifier "
+                 "(not charged to the self-consistency methods)." if ev.verifier_tokens else ""),
+              ""]
     head = ["method", "budget", "accuracy", "samples"]
     head += ["tokens"] if ev.has_tokens else []
     head += ["vs BoN@budget", "matched BoN N", f"{cost} saved at matched accuracy",
@@ -129,7 +132,8 @@ def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[st
     plt.close(fig)
 
     budget = max(s.budget for s in ev.selected)
-    sel = [s for s in ev.selected if s.budget == budget]
+    # fixed-N methods would be one bar at the budget: only adaptive ones are drawn
+    sel = [s for s in ev.selected if s.budget == budget and np.ptp(s.n_used) > 0]
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.arange(1, budget + 2) - 0.5
     for i, s in enumerate(sel):
@@ -137,7 +141,8 @@ def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[st
                 label=s.method, density=True)
     ax.set_xlabel("samples used")
     ax.set_ylabel("fraction of (question, order)")
-    ax.set_title(f"Samples used at budget {budget} (held-out){suffix}", fontsize=9)
+    ax.set_title(f"Samples used by adaptive methods at budget {budget} (held-out){suffix}",
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path("samples_used.png"), dpi=120)
