@@ -7,6 +7,7 @@ settings on calibration folds and reports them on held-out folds; :func:`write_r
 the tables and plots.
 """
 
+from optscale.replay._grading import extract_boxed, grade, group_answers
 from optscale.replay._methods import (
     ASC,
     DEFAULT_METHODS,
@@ -25,21 +26,23 @@ from optscale.replay._methods import (
 )
 from optscale.replay._pool import Pool, load_npz, save_npz
 from optscale.replay._protocol import Evaluation, Selected, evaluate, make_rows
+from optscale.replay._readers import PoolFormatError, load_pool, write_jsonl
 from optscale.replay._report import markdown_summary, write_report
 from optscale.replay._simulate import CALIBRATION, calibration_table, simulate_pool
 
 __all__ = [
     "ASC",
+    "BestOfN",
     "CALIBRATION",
+    "DEFAULT_METHODS",
     "DSC",
     "ESC",
-    "DEFAULT_METHODS",
-    "BestOfN",
     "Evaluation",
     "MajorityVote",
     "Method",
     "OptScaleMethod",
     "Pool",
+    "PoolFormatError",
     "Rows",
     "Selected",
     "Setting",
@@ -48,11 +51,16 @@ __all__ = [
     "calibration_table",
     "default_methods",
     "evaluate",
+    "extract_boxed",
+    "grade",
+    "group_answers",
     "load_npz",
+    "load_pool",
     "make_rows",
     "markdown_summary",
     "save_npz",
     "simulate_pool",
     "standard_methods",
+    "write_jsonl",
     "write_report",
 ]

@@ -45,8 +45,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
     methods = _methods(args.methods, args.budgets)
     try:
-        pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate)
-    except (ValueError, OSError) as err:
+        pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate,
+                         questions=args.gold)
+    except (ValueError, OSError, ImportError) as err:
         print(f"optscale replay: {err}", file=sys.stderr)
         return 2
     if pool.correct is None:
@@ -97,6 +98,9 @@ def add_commands(sub) -> None:
                    help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
     p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
                    help="how per-step PRM scores become one score (default last)")
+    p.add_argument("--gold", help="benchmark file with gold answers by position (JSON array or "
+                   "lines of {problem|question, answer}), for pools that keep them apart, such "
+                   "as the OptScale reference's")
     _common(p, "optscale-replay")
     p.set_defaults(func=_cmd_replay)
 
