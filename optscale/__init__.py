@@ -25,20 +25,24 @@ from optscale._policy import PolicyState as PolicyState
 from optscale._policy import Stop as Stop
 from optscale._solution import Solution as Solution
 from optscale._solution import Status as Status
+from optscale.sampling._run import RunResult as RunResult
+from optscale.sampling._run import run as run
+from optscale.sampling._run import run_batch as run_batch
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "N_MAX_DEFAULT",
     "Decision",
     "Fit",
     "FitStatus",
     "MomentStatus",
+    "N_MAX_DEFAULT",
     "OptScale",
     "OptScale0",
     "OptScaleT",
     "PolicyRun",
     "PolicyState",
+    "RunResult",
     "Solution",
     "Status",
     "Stop",
@@ -52,6 +56,8 @@ __all__ = [
     "fit_truncnorm",
     "k_of_n_prob",
     "min_samples",
+    "run",
+    "run_batch",
     "set_backend",
     "truncnorm_from_moments",
 ]

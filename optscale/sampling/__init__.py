@@ -1,0 +1,27 @@
+"""Sampling layer: a policy drives a generator of completions and a verifier that scores them.
+
+:func:`run` / :func:`run_batch` loop "ask the policy, draw, score, tell the policy" and return
+the best answer with every sample drawn; :class:`Generator` and :class:`Scorer` are the
+protocols a backend implements (:class:`CallableGenerator` / :class:`CallableScorer` wrap plain
+functions).
+"""
+
+from optscale.sampling._run import RunResult, run, run_batch
+from optscale.sampling._types import (
+    CallableGenerator,
+    CallableScorer,
+    Generator,
+    Sample,
+    Scorer,
+)
+
+__all__ = [
+    "CallableGenerator",
+    "CallableScorer",
+    "Generator",
+    "RunResult",
+    "Sample",
+    "Scorer",
+    "run",
+    "run_batch",
+]

@@ -1,0 +1,158 @@
+"""The run loop with test-controlled generators and scorers: early stop on an easy prompt, more
+samples on a hard one, every sample accounted for, and failures that keep what was paid for."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+import optscale
+from optscale.sampling import CallableGenerator, CallableScorer, Generator, Sample, Scorer
+
+
+class CountingGenerator:
+    """Deterministic completions "<prompt>|<k>" with k counting per prompt; records calls."""
+
+    def __init__(self, fail_on_call=None, fail_times=1, tokens=7):
+        self.calls = []
+        self.fail_on_call = fail_on_call
+        self.fail_times = fail_times
+        self.failed = 0
+        self.tokens = tokens
+        self.counter = {}
+
+    def generate(self, prompts, n, **sampling):
+        self.calls.append((list(prompts), n, sampling))
+        if self.fail_on_call is not None and len(self.calls) >= self.fail_on_call \
+                and self.failed < self.fail_times:
+            self.failed += 1
+            raise ConnectionError("backend down")
+        out = []
+        for p in prompts:
+            k = self.counter.get(p, 0)
+            self.counter[p] = k + n
+            out.append([Sample(f"{p}|{k + i}", self.tokens + i) for i in range(n)])
+        return out
+
+
+def seeded_scores(prompt, texts):
+    """Easy prompts score high and tight, hard ones spread low; deterministic per text."""
+    out = []
+    for t in texts:
+        rng = np.random.default_rng(zlib.crc32(t.encode()))
+        mu, sd = (0.97, 0.01) if prompt.startswith("easy") else (0.6, 0.15)
+        out.append(float(np.clip(rng.normal(mu, sd), 0, 1)))
+    return out
+
+
+POLICY = optscale.OptScale0(target=0.9, confidence=0.9, n_peek=4, n_max=32)
+
+
+def test_protocols_are_structural():
+    assert isinstance(CountingGenerator(), Generator)
+    assert isinstance(CallableScorer(seeded_scores), Scorer)
+
+
+def test_easy_stops_early_hard_samples_more_and_everything_is_accounted_for():
+    gen = CountingGenerator()
+    results = optscale.run_batch(["easy: 1+1", "hard: prove it"], gen,
+                                 CallableScorer(seeded_scores), POLICY, temperature=0.7)
+    easy, hard = results
+    assert easy.ok and hard.ok
+    assert easy.n_used == 4  # the peek already makes the target near-certain
+    assert hard.n_used > 8
+    drawn = {p: 0 for p in ("easy: 1+1", "hard: prove it")}
+    for prompts, n, sampling in gen.calls:
+        assert sampling == {"temperature": 0.7}
+        for p in prompts:
+            drawn[p] += n
+    for r in results:
+        assert drawn[r.question] == r.n_used == len(r.scores)
+        assert r.tokens == sum(s.tokens for s in r.samples)
+        assert r.answer == r.samples[int(np.argmax(r.scores))].text == r.samples[r.best_index].text
+        assert len({s.text for s in r.samples}) == r.n_used  # no sample drawn twice or lost
+
+
+def test_batch_matches_single_runs_and_the_online_policy():
+    questions = ["easy: a", "hard: b", "hard: c"]
+    batch = optscale.run_batch(questions, CountingGenerator(), CallableScorer(seeded_scores),
+                               POLICY)
+    for q, r in zip(questions, batch, strict=True):
+        single = optscale.run(q, CountingGenerator(), CallableScorer(seeded_scores), POLICY)
+        assert single.scores == r.scores and single.n_star == r.n_star
+        # replaying the same scores through the online policy gives the same stop
+        state = POLICY.start()
+        d = POLICY.update(state)
+        used = 0
+        while not d.stop:
+            d = POLICY.update(state, r.scores[used:used + d.n_more])
+            used = len(state.scores)
+        assert used == r.n_used
+
+
+def test_generator_failure_keeps_the_samples_already_drawn():
+    gen = CountingGenerator(fail_on_call=2, fail_times=10)
+    r = optscale.run("hard: x", gen, CallableScorer(seeded_scores), POLICY, retries=2, backoff=0)
+    assert isinstance(r.error, ConnectionError) and not r.ok
+    assert r.n_used == 4 and len(r.scores) == 4  # the peek, scored
+    assert len(gen.calls) == 1 + 3  # the failing call was tried 1 + retries times (bounded)
+    assert r.answer is not None
+
+
+def test_retry_recovers_from_a_transient_failure():
+    gen = CountingGenerator(fail_on_call=2, fail_times=1)
+    r = optscale.run("hard: x", gen, CallableScorer(seeded_scores), POLICY, retries=1, backoff=0)
+    assert r.ok and r.n_used > 4
+    gen = CountingGenerator(fail_on_call=2, fail_times=1)
+    r = optscale.run("hard: x", gen, CallableScorer(seeded_scores), POLICY, retries=0, backoff=0)
+    assert isinstance(r.error, ConnectionError)
+
+
+def test_scorer_failure_keeps_unscored_samples():
+    calls = []
+
+    def flaky(prompt, texts):
+        calls.append(len(texts))
+        if len(calls) > 1:
+            raise TimeoutError("verifier timed out")
+        return seeded_scores(prompt, texts)
+
+    r = optscale.run("hard: y", CountingGenerator(), CallableScorer(flaky), POLICY, retries=1,
+                     backoff=0)
+    assert isinstance(r.error, TimeoutError)
+    assert len(r.scores) == 4 and r.n_used > 4  # the second batch was drawn (and paid for)
+    assert r.tokens == sum(s.tokens for s in r.samples)
+    assert r.best_index is not None and r.best_index < 4
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda p, t: [0.5] * (len(t) - 1), "scores for"),
+    (lambda p, t: [float("nan")] * len(t), "non-finite"),
+])
+def test_bad_scorer_output_is_an_error_not_a_crash(bad, message):
+    r = optscale.run("easy", CountingGenerator(), CallableScorer(bad), POLICY, retries=0)
+    assert isinstance(r.error, ValueError) and message in str(r.error)
+    assert r.n_used == 4 and r.scores == ()
+
+
+def test_bad_generator_output():
+    gen = CallableGenerator(lambda prompts, n: [[("x", -1)] * n for _ in prompts])
+    r = optscale.run("q", gen, CallableScorer(seeded_scores), POLICY, retries=0)
+    assert isinstance(r.error, ValueError) and "tokens: int >= 0" in str(r.error)
+    empty = CallableGenerator(lambda prompts, n: [[] for _ in prompts])
+    r = optscale.run("q", empty, CallableScorer(seeded_scores), POLICY, retries=0)
+    assert isinstance(r.error, RuntimeError) and r.n_used == 0 and r.answer is None
+
+
+def test_prior_policy_and_argument_checks():
+    policy = optscale.OptScaleT(target=0.9, n_peek=0, n_max=16)
+    r = optscale.run("easy: z", CountingGenerator(), CallableScorer(seeded_scores), policy,
+                     prior=(0.97, 0.02))
+    assert r.ok and 1 <= r.n_used <= 16
+    with pytest.raises(ValueError, match="prior"):
+        optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), policy)
+    with pytest.raises(TypeError, match="OptScale"):
+        optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), object())
+    with pytest.raises(ValueError, match="priors"):
+        optscale.run_batch(["a", "b"], CountingGenerator(), CallableScorer(seeded_scores),
+                           policy, priors=[(0.9, 0.1)])
