@@ -6,6 +6,7 @@ protocols a backend implements (:class:`CallableGenerator` / :class:`CallableSco
 functions).
 """
 
+from optscale.sampling._jax import JaxGenerator
 from optscale.sampling._run import RunResult, run, run_batch
 from optscale.sampling._types import (
     CallableGenerator,
@@ -19,6 +20,7 @@ __all__ = [
     "CallableGenerator",
     "CallableScorer",
     "Generator",
+    "JaxGenerator",
     "RunResult",
     "Sample",
     "Scorer",
