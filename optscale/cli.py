@@ -2,7 +2,8 @@
 
 ``optscale solve`` answers one query from flags, a batch from a CSV or NPZ file, or, with no
 input, the bundled example batch. ``optscale replay POOL`` evaluates methods on a stored
-completion pool; ``optscale demo`` does it on the built-in simulated pool.
+completion pool; ``optscale demo`` does it on the built-in simulated pool; ``optscale run``
+answers questions with a local model and verifier, sampling adaptively.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import optscale
 from optscale._checks import query_checks
 from optscale._solution import Status
 from optscale.replay._cli import add_commands as add_replay_commands
+from optscale.sampling._cli import add_commands as add_run_commands
 
 __all__ = ["main"]
 
@@ -287,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_solve)
     add_replay_commands(sub)
+    add_run_commands(sub)
     return parser
 
 

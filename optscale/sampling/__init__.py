@@ -6,6 +6,7 @@ protocols a backend implements (:class:`CallableGenerator` / :class:`CallableSco
 functions).
 """
 
+from optscale.sampling._hf import QWEN_PRM_SYSTEM, HFGenerator, HFPRMScorer, HFRewardScorer
 from optscale.sampling._jax import JaxGenerator
 from optscale.sampling._run import RunResult, run, run_batch
 from optscale.sampling._types import (
@@ -20,9 +21,13 @@ __all__ = [
     "CallableGenerator",
     "CallableScorer",
     "Generator",
+    "HFGenerator",
+    "HFPRMScorer",
+    "HFRewardScorer",
     "JaxGenerator",
     "RunResult",
     "Sample",
+    "QWEN_PRM_SYSTEM",
     "Scorer",
     "run",
     "run_batch",
