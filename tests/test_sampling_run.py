@@ -156,3 +156,24 @@ def test_prior_policy_and_argument_checks():
     with pytest.raises(ValueError, match="priors"):
         optscale.run_batch(["a", "b"], CountingGenerator(), CallableScorer(seeded_scores),
                            policy, priors=[(0.9, 0.1)])
+
+
+def test_partial_results_of_a_failed_call_are_kept_and_not_redrawn():
+    class PartialError(RuntimeError):
+        pass
+
+    calls = []
+
+    def fn(prompts, n):
+        calls.append(n)
+        if len(calls) == 2:  # the second round delivers 2 of its samples, then fails
+            err = PartialError("server gone")
+            err.partial = [[Sample(f"{p}|late{i}", 5) for i in range(2)] for p in prompts]
+            raise err
+        return [[Sample(f"{p}|{len(calls)}.{i}", 5) for i in range(n)] for p in prompts]
+
+    r = optscale.run("hard: z", CallableGenerator(fn), CallableScorer(seeded_scores), POLICY,
+                     retries=3, backoff=0)
+    assert isinstance(r.error, PartialError)
+    assert len(calls) == 2  # not retried: the partial samples were paid for
+    assert r.n_used == 6 and len(r.scores) == 6 and r.tokens == 30

@@ -8,6 +8,7 @@ functions).
 
 from optscale.sampling._hf import QWEN_PRM_SYSTEM, HFGenerator, HFPRMScorer, HFRewardScorer
 from optscale.sampling._jax import JaxGenerator
+from optscale.sampling._openai import OpenAIError, OpenAIGenerator
 from optscale.sampling._run import RunResult, run, run_batch
 from optscale.sampling._types import (
     CallableGenerator,
@@ -25,6 +26,8 @@ __all__ = [
     "HFPRMScorer",
     "HFRewardScorer",
     "JaxGenerator",
+    "OpenAIError",
+    "OpenAIGenerator",
     "RunResult",
     "Sample",
     "QWEN_PRM_SYSTEM",

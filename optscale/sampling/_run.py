@@ -60,12 +60,19 @@ class RunResult:
         return self.error is None
 
 
+def _partial(err: BaseException) -> list | None:
+    """Samples a failed generator call still delivered (``err.partial``, per prompt), if any."""
+    partial = getattr(err, "partial", None)
+    return partial if partial and any(partial) else None
+
+
 def _with_retries(fn: Callable[[], T], retries: int, backoff: float) -> T:
     for attempt in range(retries + 1):
         try:
             return fn()
-        except Exception:
-            if attempt == retries:
+        except Exception as err:
+            # a call that delivered part of its samples is not repeated: they are paid for
+            if attempt == retries or _partial(err) is not None:
                 raise
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
@@ -89,6 +96,22 @@ class _Question:
         return RunResult(self.text, None if best is None else self.samples[best].text, best,
                          tuple(self.samples), tuple(self.scores), self.decision.n_star,
                          self.error)
+
+
+def _absorb(q: _Question, samples: list[Sample], scorer: Scorer, policy: OptScale,
+            retries: int, backoff: float) -> None:
+    """Keep ``samples``, score them and tell the policy; a scorer failure ends the question
+    with the samples kept unscored."""
+    q.samples.extend(samples)
+    texts = [s.text for s in samples]
+    try:
+        scores = _with_retries(lambda: _check_scores(scorer.score(q.text, texts), texts),
+                               retries, backoff)
+    except Exception as err:
+        q.error = err
+        return
+    q.scores.extend(scores)
+    q.decision = policy.update(q.state, scores)
 
 
 def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, policy: OptScale,
@@ -132,29 +155,24 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
             by_n.setdefault(q.decision.n_more, []).append(q)
         for n, group in by_n.items():
             prompts = [q.text for q in group]
+            error = None
             try:
                 drawn = _with_retries(
                     lambda p=prompts, n=n: _check_samples(generator.generate(p, n, **sampling),
                                                           p, n), retries, backoff)
             except Exception as err:  # every question of the call stops with what it has
-                for q in group:
-                    q.error = err
-                continue
-            for q, samples in zip(group, drawn, strict=True):
-                if not samples:
-                    q.error = RuntimeError(f"generator returned no samples (asked for {n})")
-                    continue
-                q.samples.extend(samples)
-                texts = [s.text for s in samples]
+                error = err
                 try:
-                    scores = _with_retries(
-                        lambda q=q, t=texts: _check_scores(scorer.score(q.text, t), t),
-                        retries, backoff)
-                except Exception as err:
-                    q.error = err
-                    continue
-                q.scores.extend(scores)
-                q.decision = policy.update(q.state, scores)
+                    drawn = _check_samples(_partial(err) or [[] for _ in group], prompts, n)
+                except ValueError:
+                    drawn = [[] for _ in group]
+            for q, samples in zip(group, drawn, strict=True):
+                if samples:
+                    _absorb(q, samples, scorer, policy, retries, backoff)
+                elif error is None:
+                    q.error = RuntimeError(f"generator returned no samples (asked for {n})")
+                if error is not None:
+                    q.error = q.error or error
         if bar is not None:
             bar.update(sum(q.done for q in open_))
     if bar is not None:

@@ -1,0 +1,243 @@
+"""OpenAIGenerator over real HTTP against the test server: both endpoints, token counts, order,
+splitting, retries (timeouts, 5xx, 429; not 4xx), cancellation and an end-to-end run."""
+
+import socket
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+import optscale
+from optscale.sampling import CallableScorer, Generator
+from optscale.sampling._openai import OpenAIError, OpenAIGenerator
+from tests._openai_server import EchoBackend, OpenAIServer
+
+MODEL = "test-model"
+
+
+def echo(prompt, ks):
+    """What EchoBackend returns for ``prompt`` draws ``ks``."""
+    return [(f"{prompt}#{k}", 3 + k % 5) for k in ks]
+
+
+def test_completions_with_n_and_sampling_kwargs_in_the_body():
+    backend = EchoBackend()
+    with OpenAIServer(backend, token_counts="choice") as server, \
+            OpenAIGenerator(server.url, MODEL, max_tokens=64, concurrency=3,
+                            extra_body={"top_k": 5, "temperature": 1.0}) as gen:
+        assert isinstance(gen, Generator)
+        out = gen.generate(["a", "b", "c"], 3, temperature=0.7, top_p=0.9, stop=["\n"], seed=5)
+        assert [[tuple(s) for s in row] for row in out] == [echo(p, range(3)) for p in "abc"]
+        assert server.count == 3 and server.completions == 9
+        for rec in server.records:
+            assert rec.path == "/v1/completions"
+            assert rec.body == {"model": MODEL, "max_tokens": 64, "top_k": 5, "temperature": 0.7,
+                                "top_p": 0.9, "stop": ["\n"], "seed": 5, "n": 3,
+                                "prompt": rec.prompt}
+        assert all(call[2]["temperature"] == 0.7 for call in backend.calls)
+
+
+def test_chat_endpoint_with_system_prompt_and_logprob_token_counts():
+    with OpenAIServer(EchoBackend()) as server, \
+            OpenAIGenerator(server.url, MODEL, chat=True, system_prompt="be brief") as gen:
+        out = gen.generate(["x", "y"], 4, logprobs=True)
+        assert [[tuple(s) for s in row] for row in out] == [echo(p, range(4)) for p in "xy"]
+        for rec in server.records:
+            assert rec.path == "/v1/chat/completions" and rec.body["n"] == 4
+            assert rec.body["messages"] == [{"role": "system", "content": "be brief"},
+                                            {"role": "user", "content": rec.prompt}]
+            assert "prompt" not in rec.body
+
+
+def test_token_counts_from_usage_need_one_choice_or_count_tokens():
+    with OpenAIServer(EchoBackend(), token_counts="usage") as server:
+        with OpenAIGenerator(server.url, MODEL, backoff=0) as gen:
+            with pytest.raises(OpenAIError, match="count_tokens") as info:
+                gen.generate(["q"], 2)
+            assert server.count == 1 and info.value.status == 200  # not retried
+        with OpenAIGenerator(server.url, MODEL, max_n_per_request=1) as gen:
+            row = gen.generate(["r"], 3)[0]  # three requests of one choice: usage is per choice
+            assert sorted(tuple(s) for s in row) == echo("r", range(3))
+            assert server.count == 4
+        with OpenAIGenerator(server.url, MODEL, count_tokens=len) as gen:
+            assert [tuple(s) for s in gen.generate(["s"], 2)[0]] == [("s#0", 3), ("s#1", 3)]
+
+
+def test_prompt_order_is_kept_when_answers_arrive_out_of_order():
+    prompts = [f"p{i}" for i in range(6)]
+    delays = {p: 0.03 * (6 - i) for i, p in enumerate(prompts)}  # the first prompt is slowest
+    with OpenAIServer(EchoBackend(), token_counts="choice",
+                      delay=lambda body: delays[body["prompt"]]) as server, \
+            OpenAIGenerator(server.url, MODEL, concurrency=6) as gen:
+        out = gen.generate(prompts, 2)
+        assert [[s.text for s in row] for row in out] == [[f"{p}#0", f"{p}#1"] for p in prompts]
+        finished = sorted(server.records, key=lambda r: r.ended)
+        assert [r.prompt for r in finished] != prompts  # they really did finish out of order
+
+
+def test_max_n_per_request_splits_n():
+    with OpenAIServer(EchoBackend(), token_counts="choice") as server, \
+            OpenAIGenerator(server.url, MODEL, max_n_per_request=2, concurrency=4) as gen:
+        out = gen.generate(["a", "b"], 5, seed=10)
+        for p, row in zip("ab", out, strict=True):
+            assert sorted(s.text for s in row) == [f"{p}#{k}" for k in range(5)]
+        assert server.count == 6
+        for p in "ab":
+            got = sorted((r.body["n"], r.body["seed"]) for r in server.records if r.prompt == p)
+            assert sorted(n for n, _ in got) == [1, 2, 2]
+            assert sorted(s for _, s in got) == [10, 11, 12]  # chunks differ by seed
+
+
+def test_timeout_is_retried_a_bounded_number_of_times_then_raises():
+    with OpenAIServer(EchoBackend(), delay=2.0) as server, \
+            OpenAIGenerator(server.url, MODEL, timeout=0.1, retries=2, backoff=0.01) as gen:
+        t0 = time.monotonic()
+        with pytest.raises(OpenAIError, match="timed out") as info:
+            gen.generate(["slow"], 1)
+        assert time.monotonic() - t0 < 1.5
+        err = info.value
+        assert err.status is None and err.attempts == 3 and server.url in str(err)
+        assert err.partial == [[]]
+        assert server.count == 3
+        # the client closed each timed-out connection: the server saw them abandoned
+        assert server.wait_for(lambda s: len(s.abandoned()) == 3, timeout=2)
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_server_errors_are_retried(status):
+    with OpenAIServer(EchoBackend(), token_counts="choice") as server:
+        server.fail_next(1, status)
+        with OpenAIGenerator(server.url, MODEL, retries=1, backoff=0.01) as gen:
+            assert [s.text for s in gen.generate(["q"], 2)[0]] == ["q#0", "q#1"]
+        assert server.count == 2
+        server.fail_next(2, status, "overloaded")
+        with OpenAIGenerator(server.url, MODEL, retries=1, backoff=0.01) as gen:
+            with pytest.raises(OpenAIError, match="overloaded") as info:
+                gen.generate(["q"], 2)
+        assert info.value.status == status and info.value.attempts == 2 and server.count == 4
+
+
+def test_client_errors_are_not_retried():
+    with OpenAIServer(EchoBackend()) as server, \
+            OpenAIGenerator(server.url, MODEL, retries=3, backoff=5.0) as gen:
+        server.fail_next(1, 400, "temperature must be >= 0")
+        t0 = time.monotonic()
+        with pytest.raises(OpenAIError, match="temperature must be >= 0") as info:
+            gen.generate(["q"], 1, temperature=-1)
+        assert time.monotonic() - t0 < 2 and server.count == 1
+        assert info.value.status == 400 and "HTTP 400" in str(info.value)
+
+
+def test_connection_refused_is_retried_then_raises():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with OpenAIGenerator(f"http://127.0.0.1:{port}/v1", MODEL, retries=2, backoff=0.01) as gen:
+        with pytest.raises(OpenAIError, match="Connection") as info:
+            gen.generate(["q"], 1)
+    assert info.value.attempts == 3 and info.value.retryable
+
+
+def test_a_failure_cancels_the_rest_and_keeps_what_was_received():
+    prompts = [f"p{i}" for i in range(6)]
+    with OpenAIServer(EchoBackend(), token_counts="choice", fail_prompts={"p2": 400},
+                      delay=lambda body: 0.0 if body["prompt"] in ("p0", "p1") else 3.0
+                      ) as server, \
+            OpenAIGenerator(server.url, MODEL, concurrency=2, backoff=0.01) as gen:
+        t0 = time.monotonic()
+        with pytest.raises(OpenAIError, match="refused") as info:
+            gen.generate(prompts, 2)
+        assert time.monotonic() - t0 < 2.5  # did not wait for p3's slow answer (3 s)
+        partial = info.value.partial
+        assert [[s.text for s in row] for row in partial] == \
+            [["p0#0", "p0#1"], ["p1#0", "p1#1"], [], [], [], []]
+        time.sleep(0.2)
+        assert {r.prompt for r in server.records} <= {"p0", "p1", "p2", "p3"}  # p4, p5 unsent
+        assert server.wait_for(lambda s: not s.in_flight(), timeout=2)
+
+
+def test_cancel_from_another_thread_returns_promptly_with_what_was_received():
+    prompts = [f"p{i}" for i in range(6)]
+    with OpenAIServer(EchoBackend(), token_counts="choice",
+                      delay=lambda body: 0.0 if body["prompt"] == "p0" else 5.0) as server, \
+            OpenAIGenerator(server.url, MODEL, concurrency=2) as gen:
+
+        def cancel_when_two_are_in_flight():
+            assert server.wait_for(lambda s: s.count == 3 and len(s.in_flight()) == 2)
+            gen.cancel()
+
+        canceller = threading.Thread(target=cancel_when_two_are_in_flight)
+        canceller.start()
+        t0 = time.monotonic()
+        out = gen.generate(prompts, 3)
+        elapsed = time.monotonic() - t0
+        canceller.join()
+        assert elapsed < 2.0
+        assert [[s.text for s in row] for row in out] == \
+            [["p0#0", "p0#1", "p0#2"], [], [], [], [], []]
+        time.sleep(0.2)
+        assert server.count == 3  # p3..p5 were never sent
+        assert server.wait_for(lambda s: len(s.abandoned()) == 2, timeout=2)
+        assert {r.prompt for r in server.abandoned()} == {"p1", "p2"}
+        # the next call is not affected by the earlier cancel
+        server.delay = 0.0
+        assert [s.text for s in gen.generate(["p9"], 1)[0]] == ["p9#0"]
+
+
+def test_close_and_argument_checks():
+    with OpenAIServer(EchoBackend(), token_counts="choice") as server:
+        gen = OpenAIGenerator(server.url, MODEL)
+        gen.cancel()  # nothing running: a no-op
+        assert gen.generate(["a"], 0) == [[]] and gen.generate([], 3) == []
+        with pytest.raises(ValueError, match="prompt"):
+            gen.generate(["a"], 1, prompt="b")
+        with pytest.raises(TypeError):
+            gen.generate("abc", 1)
+        gen.close()
+        with pytest.raises(OpenAIError, match="closed"):
+            gen.generate(["a"], 1)
+        assert server.count == 0
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIGenerator("localhost:8000", MODEL)
+    with pytest.raises(ValueError, match="max_n_per_request"):
+        OpenAIGenerator("http://localhost:8000/v1", MODEL, max_n_per_request=0)
+
+
+def seeded_scores(prompt, texts):
+    rng = [np.random.default_rng(zlib.crc32(t.encode())) for t in texts]
+    return [float(np.clip(r.normal(0.6, 0.15), 0, 1)) for r in rng]
+
+
+def test_end_to_end_run_draws_exactly_what_the_server_served():
+    policy = optscale.OptScale0(target=0.9, n_peek=4, n_max=16)
+    with OpenAIServer(EchoBackend(), token_counts="choice") as server, \
+            OpenAIGenerator(server.url, MODEL, chat=True) as gen:
+        result = optscale.run("hard: prove it", gen, CallableScorer(seeded_scores), policy,
+                              temperature=0.8)
+        assert result.ok and 4 <= result.n_used <= 16
+        assert server.completions == result.n_used and server.count >= 1
+        assert result.tokens == sum(3 + k % 5 for k in range(result.n_used))
+        assert len({s.text for s in result.samples}) == result.n_used
+        assert all(r.body["temperature"] == 0.8 for r in server.records)
+
+
+def test_tiny_gpt2_served_over_http():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from tests._openai_server import TinyGPT2Backend
+
+    with OpenAIServer(TinyGPT2Backend(seed=0), token_counts="usage") as server, \
+            OpenAIGenerator(server.url, MODEL, max_tokens=8) as gen:
+        out = gen.generate(["What is 2+2?", "Name a color."], 3, temperature=1.0, logprobs=1)
+        assert [len(row) for row in out] == [3, 3]
+        for row in out:
+            for s in row:
+                assert isinstance(s.text, str) and 1 <= s.tokens <= 8
+                assert len(s.text) <= s.tokens  # one character per token at most
+        assert server.completions == 6
+        result = optscale.run("2+2?", gen, CallableScorer(seeded_scores),
+                              optscale.OptScale0(target=0.9, n_peek=2, n_max=4), logprobs=1)
+        assert result.ok and server.completions == 6 + result.n_used
