@@ -13,6 +13,8 @@ from optscale._backend import available_backends as available_backends
 from optscale._backend import backend as backend
 from optscale._backend import set_backend as set_backend
 from optscale._distribution import TruncatedNormal as TruncatedNormal
+from optscale._exceedance import exceedance_min_samples as exceedance_min_samples
+from optscale._exceedance import exceedance_prob as exceedance_prob
 from optscale._fit import Fit as Fit
 from optscale._fit import FitStatus as FitStatus
 from optscale._fit import MomentStatus as MomentStatus
@@ -52,6 +54,8 @@ __all__ = [
     "best_of_n_prob",
     "best_of_n_quantile",
     "cost_aware_samples",
+    "exceedance_min_samples",
+    "exceedance_prob",
     "expected_best",
     "fit_truncnorm",
     "k_of_n_prob",
