@@ -151,8 +151,12 @@ def test_a_failure_cancels_the_rest_and_keeps_what_was_received():
             gen.generate(prompts, 2)
         assert time.monotonic() - t0 < 2.5  # did not wait for p3's slow answer (3 s)
         partial = info.value.partial
-        assert [[s.text for s in row] for row in partial] == \
-            [["p0#0", "p0#1"], ["p1#0", "p1#1"], [], [], [], []]
+        rows = [[s.text for s in row] for row in partial]
+        # p2 starts when p0 or p1 has finished (concurrency 2); the other may still be in
+        # flight when p2's 400 cancels the call: it is then abandoned, never half-kept
+        assert rows[2:] == [[], [], [], []]
+        assert all(row in ([], [f"p{i}#0", f"p{i}#1"]) for i, row in enumerate(rows[:2]))
+        assert rows[0] or rows[1]
         time.sleep(0.2)
         assert {r.prompt for r in server.records} <= {"p0", "p1", "p2", "p3"}  # p4, p5 unsent
         assert server.wait_for(lambda s: not s.in_flight(), timeout=2)
