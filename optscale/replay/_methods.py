@@ -27,6 +27,7 @@ Every stop rule is also capped by the setting's budget and the question's pool s
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import itertools
 from collections.abc import Sequence
@@ -71,17 +72,18 @@ def _take(table: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
+class Method(abc.ABC):
     """Base class: a named family of settings."""
 
     name: str = ""
 
+    @abc.abstractmethod
     def settings(self) -> list[Setting]:
-        raise NotImplementedError
+        """The settings, in the order :meth:`replay` returns them."""
 
+    @abc.abstractmethod
     def replay(self, rows: Rows, prefix: Prefix) -> tuple[np.ndarray, np.ndarray]:
         """(n_used, pick), each [S, B] for the S settings."""
-        raise NotImplementedError
 
     def needs_prior(self) -> bool:
         return False
@@ -141,12 +143,11 @@ class WeightedVote(_FixedN):
 
 
 @dataclasses.dataclass(frozen=True)
-class ESC(Method):
-    """Early-stopping self-consistency over a grid of windows and budgets."""
+class _Windowed(Method):
+    """A self-consistency method over a grid of windows and budgets (windows <= budget)."""
 
     uses_verifier = False
-    name: str = "ESC"
-    windows: tuple[int, ...] = (2, 4, 8)
+    windows: tuple[int, ...] = (2, 4)
     budgets: tuple[int, ...] = (8, 16, 32, 64)
 
     def __post_init__(self) -> None:
@@ -159,6 +160,14 @@ class ESC(Method):
 
     def settings(self):
         return [Setting(self.name, f"window={w}, max_n={b}", b) for w, b in self._grid()]
+
+
+@dataclasses.dataclass(frozen=True)
+class ESC(_Windowed):
+    """Early-stopping self-consistency over a grid of windows and budgets."""
+
+    name: str = "ESC"
+    windows: tuple[int, ...] = (2, 4, 8)
 
     def replay(self, rows, prefix):
         m = np.arange(1, prefix.run.shape[1] + 1)[None, :]
@@ -215,24 +224,10 @@ class ASC(Method):
 
 
 @dataclasses.dataclass(frozen=True)
-class DSC(Method):
+class DSC(_Windowed):
     """Difficulty-adaptive self-consistency without hindsight (see the module)."""
 
-    uses_verifier = False
     name: str = "DSC"
-    windows: tuple[int, ...] = (2, 4)
-    budgets: tuple[int, ...] = (8, 16, 32, 64)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budgets", _check_budgets(self.name, self.budgets))
-        if not self.windows or min(self.windows) < 1:
-            raise ValueError(f"{self.name}: windows must be integers >= 1; got {self.windows}")
-
-    def _grid(self):
-        return [(w, b) for b in self.budgets for w in self.windows if w <= b]
-
-    def settings(self):
-        return [Setting(self.name, f"window={w}, max_n={b}", b) for w, b in self._grid()]
 
     def replay(self, rows, prefix):
         m = np.arange(1, prefix.run.shape[1] + 1)[None, :]
