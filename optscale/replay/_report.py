@@ -124,27 +124,27 @@ def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[st
     ax.set_xscale("log")
     ax.set_xlabel(f"mean {ev.cost_name} per question")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Accuracy vs {ev.cost_name}: held-out (lines), all settings (dots){suffix}",
-                 fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path("accuracy_vs_cost.png"), dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, f"Accuracy vs {ev.cost_name}: held-out (lines), all settings "
+            f"(dots){suffix}", path("accuracy_vs_cost.png"))
 
     budget = max(s.budget for s in ev.selected)
     # fixed-N methods would be one bar at the budget: only adaptive ones are drawn
     sel = [s for s in ev.selected if s.budget == budget and np.ptp(s.n_used) > 0]
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.arange(1, budget + 2) - 0.5
-    for i, s in enumerate(sel):
-        ax.hist(s.n_used.ravel(), bins=bins, histtype="step", color=colors[i % 10],
-                label=s.method, density=True)
+    for s in sel:  # each method keeps its colour from the accuracy plot
+        ax.hist(s.n_used.ravel(), bins=bins, histtype="step",
+                color=colors[methods.index(s.method) % 10], label=s.method, density=True)
     ax.set_xlabel("samples used")
     ax.set_ylabel("fraction of (question, order)")
-    ax.set_title(f"Samples used by adaptive methods at budget {budget} (held-out){suffix}",
-                 fontsize=9)
+    _finish(plt, fig, ax, f"Samples used by adaptive methods at budget {budget} "
+            f"(held-out){suffix}", path("samples_used.png"))
+    return written
+
+
+def _finish(plt, fig, ax, title: str, target: str) -> None:
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path("samples_used.png"), dpi=120)
+    fig.savefig(target, dpi=120)
     plt.close(fig)
-    return written
