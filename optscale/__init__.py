@@ -12,12 +12,23 @@ from optscale._api import truncnorm_from_moments as truncnorm_from_moments
 from optscale._backend import available_backends as available_backends
 from optscale._backend import backend as backend
 from optscale._backend import set_backend as set_backend
+from optscale._beta import Beta as Beta
+from optscale._beta import beta_from_moments as beta_from_moments
 from optscale._distribution import TruncatedNormal as TruncatedNormal
 from optscale._exceedance import exceedance_min_samples as exceedance_min_samples
 from optscale._exceedance import exceedance_prob as exceedance_prob
+from optscale._family import ScoreDistribution as ScoreDistribution
+from optscale._family_fit import FAMILIES as FAMILIES
+from optscale._family_fit import FamilyChoice as FamilyChoice
+from optscale._family_fit import FamilyFit as FamilyFit
+from optscale._family_fit import GoodnessOfFit as GoodnessOfFit
+from optscale._family_fit import choose_family as choose_family
+from optscale._family_fit import fit_family as fit_family
+from optscale._family_fit import goodness_of_fit as goodness_of_fit
 from optscale._fit import Fit as Fit
 from optscale._fit import FitStatus as FitStatus
 from optscale._fit import MomentStatus as MomentStatus
+from optscale._mixture import TruncNormMixture as TruncNormMixture
 from optscale._policy import Decision as Decision
 from optscale._policy import OptScale as OptScale
 from optscale._policy import OptScale0 as OptScale0
@@ -34,9 +45,14 @@ from optscale.sampling._run import run_batch as run_batch
 __version__ = "0.1.0"
 
 __all__ = [
+    "Beta",
     "Decision",
+    "FAMILIES",
+    "FamilyChoice",
+    "FamilyFit",
     "Fit",
     "FitStatus",
+    "GoodnessOfFit",
     "MomentStatus",
     "N_MAX_DEFAULT",
     "OptScale",
@@ -45,19 +61,25 @@ __all__ = [
     "PolicyRun",
     "PolicyState",
     "RunResult",
+    "ScoreDistribution",
     "Solution",
     "Status",
     "Stop",
+    "TruncNormMixture",
     "TruncatedNormal",
     "available_backends",
     "backend",
     "best_of_n_prob",
     "best_of_n_quantile",
+    "beta_from_moments",
+    "choose_family",
     "cost_aware_samples",
     "exceedance_min_samples",
     "exceedance_prob",
     "expected_best",
+    "fit_family",
     "fit_truncnorm",
+    "goodness_of_fit",
     "k_of_n_prob",
     "min_samples",
     "run",

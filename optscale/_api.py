@@ -6,8 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from optscale import _family_solve
 from optscale._backend import _is_jax_array, select
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
+from optscale._family import ScoreDistribution
 from optscale._solution import Solution
 
 __all__ = [
@@ -64,6 +66,21 @@ def _raise_first_invalid(fn: str, **args: Any) -> None:
             raise ValueError(f"{fn}: {name} {rule}; got {name} = {value.item()!r}{where}")
 
 
+def _raise_family_invalid(fn: str, dist: ScoreDistribution) -> None:
+    """ValueError naming the first element whose family parameters are invalid."""
+    if any(_is_traced(v) for v in dist.params()):
+        raise TypeError(f"{fn}(errors='raise') needs concrete inputs; inside jax.jit use the "
+                        "per-element status instead")
+    bad = np.broadcast_to(np.asarray(dist.invalid()), dist.batch_shape)
+    if bad.any():
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape)
+        values = ", ".join(f"{name} = {np.broadcast_to(np.asarray(v), bad.shape)[idx].item()!r}"
+                           for name, v in zip(dist.field_names(), dist.params(), strict=True))
+        where = f" at index {tuple(int(i) for i in idx)}" if bad.shape else ""
+        raise ValueError(f"{fn}: invalid {type(dist).__name__} parameters{where}: {values} "
+                         f"({dist.rule})")
+
+
 def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                 criterion: str = "probability", n_min: Any = 1, n_max: Any = N_MAX_DEFAULT,
                 errors: str = "status") -> Solution:
@@ -100,6 +117,13 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
         raise ValueError("confidence is required for criterion='probability'")
     _check_ints(k=k, n_min=n_min, n_max=n_max)
     conf = confidence if criterion == "probability" else None
+    if isinstance(dist, ScoreDistribution):
+        if errors == "raise":
+            _raise_family_invalid("min_samples", dist)
+            _raise_first_invalid("min_samples", target=target, confidence=conf, k=k,
+                                 n_min=n_min, n_max=n_max)
+        return _family_solve.min_samples(dist, target, conf, k=k, criterion=criterion,
+                                         n_min=n_min, n_max=n_max)
     if errors == "raise":
         _raise_first_invalid("min_samples", mu=dist.mu, sigma=dist.sigma, low=dist.low,
                              high=dist.high, target=target, confidence=conf, k=k, n_min=n_min,
@@ -126,6 +150,12 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     """
     _check_options(errors)
     _check_ints(n_min=n_min, n_max=n_max)
+    if isinstance(dist, ScoreDistribution):
+        if errors == "raise":
+            _raise_family_invalid("cost_aware_samples", dist)
+            _raise_first_invalid("cost_aware_samples", target=target, cost=cost, n_min=n_min,
+                                 n_max=n_max)
+        return _family_solve.cost_aware_samples(dist, target, cost, n_min=n_min, n_max=n_max)
     if errors == "raise":
         _raise_first_invalid("cost_aware_samples", mu=dist.mu, sigma=dist.sigma, low=dist.low,
                              high=dist.high, target=target, cost=cost, n_min=n_min, n_max=n_max)
@@ -135,22 +165,30 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
 
 def best_of_n_prob(dist: Any, target: Any, n: Any) -> Any:
     """P(best of n samples >= target) = 1 - F(target)^n, from log F (no rounding of F to 1)."""
+    if isinstance(dist, ScoreDistribution):
+        return _family_solve.best_of_n_prob(dist, target, n)
     return select(dist, target, n).best_of_n_prob(dist, target, n)
 
 
 def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> Any:
     """P(at least k of n samples >= target) = I_S(k, n - k + 1) with S = P(X > target)."""
+    if isinstance(dist, ScoreDistribution):
+        return _family_solve.k_of_n_prob(dist, target, n, k)
     return select(dist, target, n, k).k_of_n_prob(dist, target, n, k)
 
 
 def best_of_n_quantile(dist: Any, q: Any, n: Any) -> Any:
     """q-quantile of the best of n samples, F^-1(q^(1/n)), with q^(1/n) kept in log space."""
+    if isinstance(dist, ScoreDistribution):
+        return _family_solve.best_of_n_quantile(dist, q, n)
     return select(dist, q, n).best_of_n_quantile(dist, q, n)
 
 
 def expected_best(dist: Any, n: Any) -> Any:
     """E[best of n samples] = int_0^1 F^-1(v^(1/n)) dv, by fixed 32-node Gauss-Legendre on a
     variable that clusters nodes at both ends (about 1e-10 absolute on a unit range)."""
+    if isinstance(dist, ScoreDistribution):
+        return _family_solve.expected_best(dist, n)
     return select(dist, n).expected_best(dist, n)
 
 
@@ -164,6 +202,47 @@ def _default_bounds(low: Any, high: Any, mu_bounds: Any, sigma_bounds: Any) -> t
     mu_b = (low - width, high + width) if mu_bounds is None else tuple(mu_bounds)
     sigma_b = (1e-3 * width, 10.0 * width) if sigma_bounds is None else tuple(sigma_bounds)
     return mu_b, sigma_b
+
+
+def check_scores(fn: str, scores: Any, mask: Any, low: Any, high: Any,
+                 out_of_range: str) -> tuple[Any, Any, Any, bool]:
+    """(xp, scores [B, n] floating, mask [B, n] bool, single): shapes and dtypes checked, and
+    with ``out_of_range="raise"`` an observed score outside [low, high] (or NaN) rejected with
+    its position."""
+    if out_of_range not in _OUT_OF_RANGE:
+        raise ValueError(f"out_of_range must be one of {_OUT_OF_RANGE}; got {out_of_range!r}")
+    jax_in = _is_jax_array(scores) or _is_jax_array(mask)
+    xp = np
+    if jax_in:
+        import jax.numpy as xp  # noqa: F811
+    scores = xp.asarray(scores)
+    if scores.dtype.kind not in "fiu":
+        raise TypeError(f"scores must be numeric; got dtype {scores.dtype}")
+    if scores.dtype.kind != "f":
+        scores = scores.astype(float)
+    single = scores.ndim == 1
+    if single:
+        scores = scores[None, :]
+    if scores.ndim != 2:
+        raise ValueError(f"scores must have shape [B, n] or [n]; got {scores.shape}")
+    mask = xp.ones(scores.shape, bool) if mask is None else xp.asarray(mask)
+    if single and mask.ndim == 1:
+        mask = mask[None, :]
+    if mask.shape != scores.shape or mask.dtype != bool:
+        raise ValueError(f"mask must be booleans of the scores' shape {scores.shape}; got "
+                         f"{mask.dtype} {mask.shape}")
+    if out_of_range == "raise" and not any(_is_traced(v) for v in (scores, mask, low, high)):
+        s, m = np.asarray(scores), np.asarray(mask)
+        lo_b, hi_b = (np.broadcast_to(np.asarray(v)[..., None] if np.ndim(v) else v, s.shape)
+                      for v in (low, high))
+        bad = m & ~((s >= lo_b) & (s <= hi_b))
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            where = f"scores[{j}]" if single else f"scores[{i}, {j}]"
+            raise ValueError(f"{fn}: {where} = {float(s[i, j])!r} lies outside [low, "
+                             f"high] = [{float(lo_b[i, j])}, {float(hi_b[i, j])}] (or is NaN); "
+                             "pass out_of_range='clip' to clip such scores, or mask them out")
+    return xp, scores, mask, single
 
 
 def fit_truncnorm(scores: Any, mask: Any = None, *, prior: Any = None,
@@ -196,43 +275,12 @@ def fit_truncnorm(scores: Any, mask: Any = None, *, prior: Any = None,
         >>> round(float(fit.mu[0]), 2), optscale.FitStatus(int(fit.status[0])).name
         (0.94, 'OK')
     """
-    if out_of_range not in _OUT_OF_RANGE:
-        raise ValueError(f"out_of_range must be one of {_OUT_OF_RANGE}; got {out_of_range!r}")
     if not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
-    jax_in = _is_jax_array(scores) or _is_jax_array(mask)
-    xp = np
-    if jax_in:
-        import jax.numpy as xp  # noqa: F811
-    scores = xp.asarray(scores)
-    if scores.dtype.kind not in "fiu":
-        raise TypeError(f"scores must be numeric; got dtype {scores.dtype}")
-    if scores.dtype.kind != "f":
-        scores = scores.astype(float)
-    single = scores.ndim == 1
-    if single:
-        scores = scores[None, :]
-    if scores.ndim != 2:
-        raise ValueError(f"scores must have shape [B, n] or [n]; got {scores.shape}")
-    mask = xp.ones(scores.shape, bool) if mask is None else xp.asarray(mask)
-    if single and mask.ndim == 1:
-        mask = mask[None, :]
-    if mask.shape != scores.shape or mask.dtype != bool:
-        raise ValueError(f"mask must be booleans of the scores' shape {scores.shape}; got "
-                         f"{mask.dtype} {mask.shape}")
+    xp, scores, mask, single = check_scores("fit_truncnorm", scores, mask, low, high,
+                                            out_of_range)
     dtype = scores.dtype
     low_a, high_a = xp.asarray(low, dtype), xp.asarray(high, dtype)
-    if out_of_range == "raise" and not any(_is_traced(v) for v in (scores, mask, low, high)):
-        s, m = np.asarray(scores), np.asarray(mask)
-        lo_b, hi_b = (np.broadcast_to(np.asarray(v)[..., None] if np.ndim(v) else v, s.shape)
-                      for v in (low, high))
-        bad = m & ~((s >= lo_b) & (s <= hi_b))
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            where = f"scores[{j}]" if single else f"scores[{i}, {j}]"
-            raise ValueError(f"fit_truncnorm: {where} = {float(s[i, j])!r} lies outside [low, "
-                             f"high] = [{float(lo_b[i, j])}, {float(hi_b[i, j])}] (or is NaN); "
-                             "pass out_of_range='clip' to clip such scores, or mask them out")
     batch = scores.shape[:1]
     if prior is not None:
         prior = tuple(xp.broadcast_to(xp.asarray(v, dtype), batch)

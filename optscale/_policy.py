@@ -15,6 +15,16 @@ of samples N* that meets its criterion, and asks for the rest. Rules:
   Gauss-Hermite rule. With few peek samples the plug-in estimate over-promises; this accounts
   for its uncertainty.
 
+Families (``family=``): the score model behind N*. ``"truncnorm"`` (the paper's), ``"beta"``
+and ``"mixture"`` (two truncated normals: wrong and right answers) are fitted to the scores seen
+(MAP with a per-question prior for :class:`OptScaleT`, in the family's own parameters);
+``"auto"`` fits all three and takes each question's lowest BIC; ``"exceedance"`` assumes no shape:
+with k of the n scores seen at or above the target and a Beta(a, b) prior on
+S(t) = P(score >= t) (``exceedance_prior``, or per question for OptScaleT), N* is the smallest
+total whose best reaches the target with the confidence under the posterior predictive (k >= 1
+means it already has: N* = n). The predictive bound is for the truncated normal only; the
+exceedance model supports the probability criterion with k = 1.
+
 Criteria (as in :func:`optscale.min_samples`): ``"probability"`` (at least k of N reach the
 target with the confidence), ``"expected"`` (expected best of N reaches the target) and
 ``"cost"`` (maximise P(best of N >= target) - cost * N).
@@ -34,12 +44,25 @@ import numpy as np
 
 from optscale import _api
 from optscale._distribution import TruncatedNormal
+from optscale._exceedance import exceedance_min_samples
+from optscale._family_fit import FAMILIES, FamilyChoice, FamilyFit, choose_family, fit_family
 from optscale._solution import Status
 
 __all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop"]
 
 _RULES = ("one-shot", "sequential")
 _CRITERIA = ("probability", "expected", "cost")
+POLICY_FAMILIES = (*FAMILIES, "auto", "exceedance")
+
+
+class ExceedanceCounts(NamedTuple):
+    """The exceedance model's "fit": k of n scores at or above the target, and the Beta(a, b)
+    prior on S(target), per question."""
+
+    k: Any
+    n: Any
+    a: Any
+    b: Any
 
 
 class Stop(enum.IntEnum):
@@ -72,6 +95,12 @@ class PolicyState:
     stopped: bool = False
 
 
+def _slice_fit(fit: FamilyFit, size: int) -> FamilyFit:
+    dist = type(fit.dist)(*(np.broadcast_to(np.asarray(p), np.shape(fit.loglik))[:size]
+                            for p in fit.dist.params()))
+    return FamilyFit(fit.family, dist, *(np.asarray(v)[:size] for v in fit[2:]))
+
+
 class PolicyRun(NamedTuple):
     """Result of :meth:`OptScale.run` for B questions (NumPy arrays)."""
 
@@ -98,8 +127,12 @@ class OptScale:
         n_max: the budget: never more samples than this.
         rule, round_size, stop_on_target, predictive, criterion, k, cost: see the module.
         low, high: the score range; scores outside it are clipped.
-        prior_std: standard deviations of the Gaussian priors on (mu, sigma) (MAP).
+        prior_std: standard deviations of the Gaussian priors on (mu, sigma) (truncnorm MAP).
         gh_points: Gauss-Hermite points per dimension for the predictive bound.
+        family: the score model, one of ``POLICY_FAMILIES`` (see the module).
+        prior_strength: pseudo-scores a Beta or mixture prior is worth (MAP).
+        exceedance_prior: the Beta(a, b) prior on S(target) of the exceedance model when no
+            per-question prior is given.
     """
 
     target: float
@@ -117,6 +150,9 @@ class OptScale:
     high: float = 1.0
     prior_std: tuple[float, float] = (0.1, 0.1)
     gh_points: int = 5
+    family: str = "truncnorm"
+    prior_strength: float = 4.0
+    exceedance_prior: tuple[float, float] = (1.0, 1.0)
 
     uses_prior = False
 
@@ -135,6 +171,15 @@ class OptScale:
             (self.criterion != "cost" or self.cost > 0,
              f"cost must be > 0 for criterion='cost'; got {self.cost}"),
             (self.gh_points >= 1, f"gh_points must be >= 1; got {self.gh_points}"),
+            (self.family in POLICY_FAMILIES,
+             f"family must be one of {POLICY_FAMILIES}; got {self.family!r}"),
+            (not self.predictive or self.family == "truncnorm",
+             f"predictive=True needs family='truncnorm'; got {self.family!r}"),
+            (self.family != "exceedance" or (self.criterion == "probability" and self.k == 1),
+             "family='exceedance' supports criterion='probability' with k=1 only"),
+            (self.prior_strength > 0, f"prior_strength must be > 0; got {self.prior_strength}"),
+            (all(v > 0 for v in self.exceedance_prior),
+             f"exceedance_prior must be (a, b) > 0; got {self.exceedance_prior}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -169,22 +214,68 @@ class OptScale:
         if prior is not None:
             prior = tuple(np.broadcast_to(np.asarray(v, np.float64), (size,))[pick]
                           for v in prior)
+        prior = prior if self.uses_prior else None
+        if self.family == "exceedance":
+            return self._counts(scores, mask, prior, size)
+        if self.family == "auto":
+            choice = choose_family(scores, mask, low=self.low, high=self.high,
+                                   out_of_range="clip")
+            return FamilyChoice(choice.families, choice.index[:size], choice.information[:, :size],
+                                {f: _slice_fit(v, size) for f, v in choice.fits.items()})
+        if self.family != "truncnorm":
+            return _slice_fit(fit_family(self.family, scores, mask, prior=prior,
+                                         prior_strength=self.prior_strength, low=self.low,
+                                         high=self.high, out_of_range="clip"), size)
         fit = _api.fit_truncnorm(
-            scores, mask, prior=prior if self.uses_prior else None, prior_std=self.prior_std,
+            scores, mask, prior=prior, prior_std=self.prior_std,
             low=self.low, high=self.high, out_of_range="clip")
         return type(fit)(*(np.asarray(v)[:size] for v in fit))
+
+    def _counts(self, scores, mask, prior, size) -> ExceedanceCounts:
+        hits = np.sum(mask & (scores >= self.target), axis=1)[:size]
+        n = np.sum(mask, axis=1)[:size]
+        a, b = (np.broadcast_to(np.asarray(v, np.float64), (len(mask),))[:size]
+                for v in (self.exceedance_prior if prior is None else prior))
+        return ExceedanceCounts(hits, n, a, b)
+
+    def fit_key(self) -> tuple:
+        """What :meth:`fit` depends on besides the scores and prior: settings with equal keys
+        can share one fit (the replay harness does)."""
+        key = (self.family, self.n_peek, self.low, self.high, self.uses_prior)
+        if self.family == "truncnorm":
+            return (*key, self.prior_std)
+        if self.family == "exceedance":
+            return (*key, self.target, self.exceedance_prior)
+        return (*key, self.prior_strength)
 
     def decide(self, fit: Any) -> tuple[Any, Any]:
         """(N*, solver status) from a fit (a :class:`optscale.Fit` of this policy's family):
         the second half of :meth:`n_star`. Settings that share a fit (same peek, prior and
         score range) can reuse it, as the replay harness does."""
+        if isinstance(fit, ExceedanceCounts):
+            return self._decide_exceedance(fit)
+        if isinstance(fit, FamilyChoice):
+            decided = [self.decide(fit.fits[f]) for f in fit.families]
+            index = np.asarray(fit.index)
+            rows = np.arange(len(index))
+            return (np.stack([d[0] for d in decided])[index, rows],
+                    np.stack([d[1] for d in decided])[index, rows])
+        if isinstance(fit, FamilyFit):
+            params = fit.dist.params()
+            size = len(np.atleast_1d(params[0]))
+            pick = np.concatenate([np.arange(size), np.zeros(_bucket(size) - size, np.int64)])
+            dist = type(fit.dist)(*(np.broadcast_to(np.asarray(p, np.float64), (size,))[pick]
+                                    for p in params))
+            return self._solve(dist, size)
         size = len(np.atleast_1d(fit.mu))
         pick = np.concatenate([np.arange(size), np.zeros(_bucket(size) - size, np.int64)])
         mu, sigma = (np.atleast_1d(np.asarray(v, np.float64))[pick] for v in (fit.mu, fit.sigma))
         if self.predictive:
             n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64)[pick])
             return n[:size], status[:size]
-        dist = TruncatedNormal(mu, sigma, self.low, self.high)
+        return self._solve(TruncatedNormal(mu, sigma, self.low, self.high), size)
+
+    def _solve(self, dist: Any, size: int) -> tuple[Any, Any]:
         if self.criterion == "cost":
             sol = _api.cost_aware_samples(dist, self.target, self.cost, n_max=self.n_max)
         elif self.criterion == "expected":
@@ -193,6 +284,17 @@ class OptScale:
             sol = _api.min_samples(dist, self.target, self.confidence, k=self.k,
                                    n_max=self.n_max)
         return np.asarray(sol.n, np.int64)[:size], np.asarray(sol.status, np.int64)[:size]
+
+    def _decide_exceedance(self, fit: ExceedanceCounts) -> tuple[Any, Any]:
+        k, n = np.asarray(fit.k, np.int64), np.asarray(fit.n, np.int64)
+        room = np.maximum(self.n_max - n, 1)
+        sol = exceedance_min_samples(k, n, self.confidence, fit.a, fit.b, n_max=int(room.max()))
+        more = np.asarray(sol.n, np.int64)
+        status = np.asarray(sol.status, np.int64)
+        status = np.where((status == Status.OK) & (more > room), Status.INFEASIBLE, status)
+        n_star = np.where(k >= 1, n, np.minimum(n + more, self.n_max))
+        status = np.where(k >= 1, Status.OK, status)  # the target is already reached
+        return np.maximum(n_star, 1), status
 
     def _predictive(self, mu, sigma, cov):
         """Posterior-predictive N*: the criterion averaged over Gauss-Hermite nodes of

@@ -299,7 +299,7 @@ class OptScaleMethod(Method):
                 # or the peek alone when stop_on_target and a peek score reached the target
                 peek = min(p.n_peek, scores.shape[1])
                 mask = np.arange(peek)[None, :] < rows.lengths[:, None]
-                key = (p.n_peek, p.prior_std, p.low, p.high, p.uses_prior)
+                key = p.fit_key()
                 if key not in fits:
                     fits[key] = p.fit(scores[:, :peek], mask, prior)
                 n_star, _ = p.decide(fits[key])
