@@ -224,15 +224,12 @@ def goodness_of_fit(dist: Any, scores: Any, mask: Any = None) -> GoodnessOfFit:
     mask = np.ones(scores.shape, bool) if mask is None else np.atleast_2d(np.asarray(mask, bool))
     mask = mask & ~np.isnan(scores)
     n = mask.sum(-1)
-    low, high = (np.asarray(v, np.float64) for v in (dist.low, dist.high))
-    x = np.clip(np.where(mask, scores, np.inf), np.broadcast_to(low, n.shape)[:, None],
-                np.inf)
-    x = np.minimum(x, np.broadcast_to(high, n.shape)[:, None])
-    x = np.where(mask, x, np.inf)
+    low, high = (np.broadcast_to(np.asarray(v, np.float64), n.shape)[:, None]
+                 for v in (dist.low, dist.high))
+    x = np.where(mask, np.clip(scores, low, high), np.inf)
     x = np.sort(x, axis=-1)
-    expand = type(dist)(*(np.asarray(p, np.float64)[..., None] for p in dist.params()))
-    with np.errstate(invalid="ignore"):
-        f = np.asarray(expand.cdf(np.where(np.isfinite(x), x, 0.5)), np.float64)
+    with np.errstate(invalid="ignore"):  # [n, B] against the batch [B]
+        f = np.asarray(dist.cdf(np.where(np.isfinite(x), x, 0.5).T), np.float64).T
     i = np.arange(1, x.shape[-1] + 1)[None, :]
     nn = np.maximum(n, 1)[:, None]
     gap = np.maximum(i / nn - f, f - (i - 1) / nn)

@@ -45,7 +45,14 @@ import numpy as np
 from optscale import _api
 from optscale._distribution import TruncatedNormal
 from optscale._exceedance import exceedance_min_samples
-from optscale._family_fit import FAMILIES, FamilyChoice, FamilyFit, choose_family, fit_family
+from optscale._family_fit import (
+    FAMILIES,
+    FamilyChoice,
+    FamilyFit,
+    choose_family,
+    fit_family,
+    goodness_of_fit,
+)
 from optscale._solution import Status
 
 __all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop"]
@@ -83,6 +90,10 @@ class Decision(NamedTuple):
     n_star: int | None
     best_index: int | None
     status: int | None  # the solver's Status for n_star
+    # Kolmogorov-Smirnov distance of the scores seen from the fitted family and its p-value
+    # (conservative: parameters fitted to the same scores), when this decision refitted
+    ks: float | None = None
+    ks_pvalue: float | None = None
 
 
 @dataclasses.dataclass
@@ -93,6 +104,24 @@ class PolicyState:
     prior: tuple[float, float] | None
     n_star: int | None = None
     stopped: bool = False
+
+
+class _ChosenDistribution:
+    """CDF of each question's chosen family: what goodness_of_fit needs of ``family="auto"``
+    (batch [B]; x broadcasts against it)."""
+
+    def __init__(self, choice: FamilyChoice) -> None:
+        self._choice = choice
+        first = choice.fits[choice.families[0]].dist
+        self.low, self.high = first.low, first.high
+
+    def cdf(self, x: Any) -> Any:
+        index = np.asarray(self._choice.index)
+        out = np.zeros(np.broadcast_shapes(np.shape(x), index.shape))
+        for i, f in enumerate(self._choice.families):
+            out = np.where(index == i, np.asarray(self._choice.fits[f].dist.cdf(x), np.float64),
+                           out)
+        return out
 
 
 def _slice_fit(fit: FamilyFit, size: int) -> FamilyFit:
@@ -238,6 +267,38 @@ class OptScale:
                 for v in (self.exceedance_prior if prior is None else prior))
         return ExceedanceCounts(hits, n, a, b)
 
+    def fitted_distribution(self, fit: Any) -> Any:
+        """The score distribution (batch [B]) behind a :meth:`fit` result; for ``"auto"`` an
+        object whose ``cdf`` is each question's chosen family's; None for the exceedance
+        model, which has none."""
+        if isinstance(fit, ExceedanceCounts):
+            return None
+        if isinstance(fit, FamilyChoice):
+            return _ChosenDistribution(fit)
+        if isinstance(fit, FamilyFit):
+            return fit.dist
+        return TruncatedNormal(np.asarray(fit.mu), np.asarray(fit.sigma), self.low, self.high)
+
+    def diagnose(self, scores: Any, mask: Any = None) -> Any:
+        """How well each family describes each question's scores ([B, n], ragged via
+        ``mask``): a :class:`optscale.FamilyChoice` (BIC per family and the choice) and the KS
+        goodness of fit of every family, ``{family: GoodnessOfFit}``. Run it on a sample of
+        questions with many scores to see whether the truncated normal suits a verifier.
+
+        Example:
+            >>> import numpy as np, optscale
+            >>> rng = np.random.default_rng(0)
+            >>> bimodal = np.where(rng.random((1, 200)) < 0.3, 0.97, 0.03)
+            >>> bimodal = bimodal + rng.normal(0, 0.01, (1, 200))
+            >>> choice, gof = optscale.OptScale0(target=0.95).diagnose(bimodal)
+            >>> choice.chosen, bool(gof["truncnorm"].pvalue[0] < 0.01)
+            (['mixture'], True)
+        """
+        scores = np.clip(np.atleast_2d(np.asarray(scores, np.float64)), self.low, self.high)
+        choice = choose_family(scores, mask, low=self.low, high=self.high)
+        gof = {f: goodness_of_fit(fit.dist, scores, mask) for f, fit in choice.fits.items()}
+        return choice, gof
+
     def fit_key(self) -> tuple:
         """What :meth:`fit` depends on besides the scores and prior: settings with equal keys
         can share one fit (the replay harness does)."""
@@ -372,9 +433,11 @@ class OptScale:
         n = len(state.scores)
         best = int(np.argmax(state.scores)) if n else None
 
+        gof: tuple = (None, None)
+
         def decision(stop: bool, n_more: int, status: int | None = None) -> Decision:
             state.stopped = state.stopped or stop
-            return Decision(stop, 0 if stop else n_more, state.n_star, best, status)
+            return Decision(stop, 0 if stop else n_more, state.n_star, best, status, *gof)
 
         if state.stopped:
             return decision(True, 0)
@@ -387,9 +450,15 @@ class OptScale:
         status = None
         if state.n_star is None or self.rule == "sequential":
             prior = None if state.prior is None else tuple(np.atleast_1d(v) for v in state.prior)
-            n_star, status = self.n_star(np.asarray([state.scores]).reshape(1, -1), prior=prior)
+            seen = np.asarray([state.scores]).reshape(1, -1)
+            fit = self.fit(seen, prior=prior)
+            n_star, status = self.decide(fit)
             state.n_star = int(n_star[0])
             status = int(status[0])
+            dist = self.fitted_distribution(fit)
+            if dist is not None:
+                g = goodness_of_fit(dist, np.clip(seen, self.low, self.high))
+                gof = (float(g.ks[0]), float(g.pvalue[0]))
         if n >= state.n_star:
             return decision(True, 0, status)
         more = state.n_star - n

@@ -275,3 +275,18 @@ def test_policy_rejects_unsupported_combinations():
         optscale.OptScale0(target=0.9, family="exceedance", criterion="expected")
     with pytest.raises(ValueError, match="family must be one of"):
         optscale.OptScale0(target=0.9, family="gamma")
+
+
+def test_policy_reports_goodness_of_fit():
+    rng = np.random.default_rng(6)
+    bimodal = np.where(rng.random(64) < 0.4, 0.97, 0.03) + rng.normal(0, 0.01, 64)
+    smooth = np.clip(rng.normal(0.8, 0.05, 64), 0, 1)
+    p = optscale.OptScale0(target=0.99, confidence=0.9, n_peek=64, n_max=128)
+    bad, good = (p.update(p.start(), s) for s in (bimodal, smooth))
+    assert bad.ks_pvalue < 1e-4 < 0.05 < good.ks_pvalue
+    assert 0 < good.ks < bad.ks
+    choice, gof = p.diagnose(np.stack([bimodal, smooth]))
+    assert choice.chosen[0] == "mixture" and choice.chosen[1] == "truncnorm"
+    assert gof["truncnorm"].pvalue[0] < 1e-4 and gof["mixture"].pvalue[0] > 1e-3
+    exceed = optscale.OptScale0(target=0.99, n_peek=4, family="exceedance")
+    assert exceed.update(exceed.start(), smooth[:4]).ks is None

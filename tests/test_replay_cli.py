@@ -49,3 +49,28 @@ def test_replay_errors(tmp_path, capsys):
     assert "bad.jsonl:2" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--methods"):
         main(["replay", str(bad), "--methods", "nope"])
+
+
+def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    size, width = 3, 200
+    correct = rng.random((size, width)) < 0.4
+    scores = np.clip(np.where(correct, rng.normal(0.97, 0.01, (size, width)),
+                              rng.normal(0.05, 0.03, (size, width))), 0, 1)
+    path = tmp_path / "bimodal.npz"
+    save_npz(Pool(scores, np.full(size, width), np.where(correct, 0, 1), correct), str(path))
+    assert main(["diagnose", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "Chosen by BIC: truncnorm 0, beta 0, mixture 3" in text
+    assert "Rejected by KS at 0.05: truncnorm 100 %" in text
+    assert main(["diagnose", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_replay_runs_the_other_families(tmp_path, capsys):
+    path = tmp_path / "pool.npz"
+    save_npz(small_pool(size=20), str(path))
+    assert main(["replay", str(path), "--orders", "2", "--folds", "2", "--budgets", "8",
+                 "--methods", "optscale0-beta,optscale0-exceedance", "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "OptScale^0 beta" in text and "OptScale^0 exceedance" in text

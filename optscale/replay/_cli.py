@@ -1,4 +1,5 @@
-"""``optscale replay`` and ``optscale demo``: the replay harness on the command line."""
+"""``optscale replay``, ``optscale diagnose`` and ``optscale demo``: the replay harness on the
+command line."""
 
 from __future__ import annotations
 
@@ -67,6 +68,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run(pool, methods, args, "optscale demo: simulated MATH500-like pool", appendix)
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from optscale._policy import OptScale0
+    from optscale.replay._readers import load_pool
+
+    try:
+        pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"optscale diagnose: {err}", file=sys.stderr)
+        return 2
+    low = min(0.0, float(np.nanmin(pool.scores)))
+    high = max(1.0, float(np.nanmax(pool.scores)))
+    mask = np.arange(pool.scores.shape[1])[None, :] < pool.lengths[:, None]
+    choice, gof = OptScale0(target=high, low=low, high=high).diagnose(
+        np.where(mask, pool.scores, low), mask)
+    names = choice.families
+    print(f"Score families on {args.pool} ({pool.size} questions; range [{low:g}, {high:g}]; "
+          "BIC per question, lower is better; KS p-value of each fitted family, small = the "
+          "family does not describe the scores)\n")
+    print("| question | scores | chosen | " + " | ".join(f"BIC {f}" for f in names) + " | "
+          + " | ".join(f"KS p {f}" for f in names) + " |")
+    print("|---|---:|---|" + "---:|" * (2 * len(names)))
+    for q in range(pool.size):
+        bic = " | ".join(f"{choice.information[i, q]:.1f}" for i in range(len(names)))
+        ks = " | ".join(f"{gof[f].pvalue[q]:.2g}" for f in names)
+        print(f"| {pool.ids[q]} | {pool.lengths[q]} | {choice.chosen[q]} | {bic} | {ks} |")
+    rejected = {f: float(np.mean(gof[f].pvalue < args.alpha)) for f in names}
+    counts = {f: choice.chosen.count(f) for f in names}
+    print("\nChosen by BIC: " + ", ".join(f"{f} {n}" for f, n in counts.items())
+          + f". Rejected by KS at {args.alpha:g}: "
+          + ", ".join(f"{f} {100 * r:.0f} %" for f, r in rejected.items()) + ".")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(standard_methods())} (default: all "
@@ -88,7 +124,7 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
 
 
 def add_commands(sub) -> None:
-    """Register ``replay`` and ``demo`` on the ``optscale`` sub-command parser."""
+    """Register ``replay``, ``diagnose`` and ``demo`` on the ``optscale`` sub-command parser."""
     p = sub.add_parser("replay", help="evaluate methods on a stored completion pool",
                        description="Replay Best-of-N, self-consistency baselines and OptScale "
                        "policies on a completion pool (optscale JSONL, NPZ, search-and-learn, "
@@ -103,6 +139,20 @@ def add_commands(sub) -> None:
                    "as the OptScale reference's")
     _common(p, "optscale-replay")
     p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("diagnose", help="which score family fits a pool's verifier scores",
+                       description="Fit the truncated normal, Beta and two-component mixture to "
+                       "every question's scores in a pool and print BIC and the KS goodness of "
+                       "fit per family: whether the paper's truncated normal suits this "
+                       "verifier, and which family= to give the policies.")
+    p.add_argument("pool", help="pool file")
+    p.add_argument("--format", default="auto",
+                   help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
+    p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
+                   help="how per-step PRM scores become one score (default last)")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="KS level for the rejection summary (default 0.05)")
+    p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("demo", help="replay the built-in simulated pool (no data needed)",
                        description="Generate the calibrated simulated pool (labelled as such), "

@@ -331,7 +331,9 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
     ``optscale0`` / ``optscalet`` (one-shot MLE / MAP, the paper's rule; MAP runs only on pools
     with priors), ``optscale0-sot`` (one-shot, stops early when a drawn score reaches the
     target), ``optscale0-pred`` (posterior-predictive N*), ``optscale0-seq`` (sequential: refit
-    after every round of 4; slower, as it refits the open questions every round).
+    after every round of 4; slower, as it refits the open questions every round); other score
+    families, one-shot MLE with stop-on-target: ``optscale0-beta``, ``optscale0-mixture``,
+    ``optscale0-auto`` (BIC per question) and ``optscale0-exceedance`` (flat prior).
     """
     from optscale._policy import OptScale0, OptScaleT
 
@@ -361,6 +363,10 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
                       stop_on_target=True),
             {"n_peek": peeks, "target": tuple(targets), "confidence": (0.9,),
              "n_max": budgets}),
+        **{f"optscale0-{family}": OptScaleMethod(
+            f"OptScale^0 {family}",
+            OptScale0(target=first, n_peek=peeks[0], stop_on_target=True, family=family), grid)
+           for family in ("beta", "mixture", "auto", "exceedance")},
     }
 
 
