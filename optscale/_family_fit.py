@@ -233,7 +233,7 @@ def goodness_of_fit(dist: Any, scores: Any, mask: Any = None) -> GoodnessOfFit:
     i = np.arange(1, x.shape[-1] + 1)[None, :]
     nn = np.maximum(n, 1)[:, None]
     gap = np.maximum(i / nn - f, f - (i - 1) / nn)
-    ks = np.max(np.where(i <= n[:, None], gap, 0.0), axis=-1)
+    ks = np.max(np.where(i <= n[:, None], gap, 0.0), axis=-1, initial=0.0)
     ks = np.where(n > 0, ks, np.nan)
     pvalue = np.where(n > 0, kstwo.sf(ks, np.maximum(n, 1)), np.nan)
     return GoodnessOfFit(ks, pvalue, n)

@@ -456,7 +456,7 @@ class OptScale:
             state.n_star = int(n_star[0])
             status = int(status[0])
             dist = self.fitted_distribution(fit)
-            if dist is not None:
+            if dist is not None and n > 0:
                 g = goodness_of_fit(dist, np.clip(seen, self.low, self.high))
                 gof = (float(g.ks[0]), float(g.pvalue[0]))
         if n >= state.n_star:

@@ -290,3 +290,11 @@ def test_policy_reports_goodness_of_fit():
     assert gof["truncnorm"].pvalue[0] < 1e-4 and gof["mixture"].pvalue[0] > 1e-3
     exceed = optscale.OptScale0(target=0.99, n_peek=4, family="exceedance")
     assert exceed.update(exceed.start(), smooth[:4]).ks is None
+
+
+def test_goodness_of_fit_of_nothing_is_nan():
+    gof = optscale.goodness_of_fit(optscale.Beta(np.asarray([2.0]), 2.0), np.zeros((1, 0)))
+    assert np.isnan(gof.ks).all() and np.isnan(gof.pvalue).all() and gof.n_obs.tolist() == [0]
+    p = optscale.OptScaleT(target=0.9, n_peek=0)
+    d = p.update(p.start(prior=(0.8, 0.1)))
+    assert d.ks is None and d.n_star is not None
