@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from optscale import _api
+from optscale._beta import Beta, beta_from_moments
 from optscale._distribution import TruncatedNormal
 from optscale._exceedance import exceedance_min_samples
 from optscale._family_fit import (
@@ -410,11 +412,35 @@ class OptScale:
 
     # ------------------------------------------------------------------ online
 
-    def start(self, prior: tuple[float, float] | None = None) -> PolicyState:
-        """A fresh state for one question (``prior`` = (mu0, sigma0) for OptScaleT)."""
+    def start(self, prior: tuple[float, float] | None = None, *,
+              question: str | None = None) -> PolicyState:
+        """A fresh state for one question: OptScaleT needs ``prior`` (in its family's
+        parameters, e.g. (mu0, sigma0)) or the ``question`` text for its predictor."""
+        if self.uses_prior and prior is None and question is not None:
+            prior = tuple(float(v[0]) for v in self.prior_for([question]))
         if self.uses_prior and prior is None:
-            raise ValueError(f"{type(self).__name__}.start needs prior=(mu0, sigma0)")
+            raise ValueError(f"{type(self).__name__}.start needs prior=(mu0, sigma0) or "
+                             "question=text")
         return PolicyState(scores=[], prior=prior)
+
+    def prior_for(self, questions: Any) -> tuple[Any, ...]:
+        """The prior of each question, in this policy's family, from its text: the predictor's
+        predicted raw score moments (``predict_moments``), converted for the family
+        (truncated normal by moment matching, Beta by the method of moments, the exceedance
+        model's Beta on S(target) from that Beta's tail, worth ``prior_strength`` samples).
+
+        Uses ``self.predictor`` (OptScaleT), or the bundled head of :mod:`optscale.predictor`
+        when it is None (needs the ``predictor`` extra).
+        """
+        if not self.uses_prior:
+            raise ValueError(f"{type(self).__name__} takes no prior")
+        if self.family in ("mixture", "auto"):
+            raise ValueError(f"family={self.family!r}: a mean and std do not determine a "
+                             "mixture prior; give prior= explicitly")
+        predictor = getattr(self, "predictor", None) or _default_predictor()
+        mean, std = (np.asarray(v, np.float64) for v in predictor.predict_moments(
+            [questions] if isinstance(questions, str) else list(questions)))
+        return prior_from_moments(self, mean, std)
 
     def update(self, state: PolicyState, new_scores: Any = ()) -> Decision:
         """Record ``new_scores`` and decide. Call it with no scores to get the first request.
@@ -468,16 +494,20 @@ class OptScale:
 
     # ------------------------------------------------------------------ batch replay
 
-    def run(self, scores: Any, prior: Any = None, lengths: Any = None) -> PolicyRun:
+    def run(self, scores: Any, prior: Any = None, lengths: Any = None, *,
+            questions: Any = None) -> PolicyRun:
         """Replay the policy on stored score sequences of B questions at once.
 
         ``scores[b, i]`` is the score of question b's i-th sample in drawing order; samples are
         consumed in that order, in the same rounds the online form asks for. ``lengths`` gives
-        ragged pool sizes. Returns a :class:`PolicyRun`.
+        ragged pool sizes; OptScaleT takes ``prior`` or the ``questions`` texts (see
+        :meth:`prior_for`). Returns a :class:`PolicyRun`.
         """
         scores = np.asarray(scores, np.float64)
         if scores.ndim != 2:
             raise ValueError(f"scores must have shape [B, n]; got {scores.shape}")
+        if self.uses_prior and prior is None and questions is not None:
+            prior = self.prior_for(questions)
         size, pool = scores.shape
         lengths = np.full(size, pool) if lengths is None else np.asarray(lengths, np.int64)
         cap = np.minimum(lengths, self.n_max)
@@ -526,7 +556,36 @@ class OptScale0(OptScale):
 
 @dataclasses.dataclass(frozen=True)
 class OptScaleT(OptScale):
-    """OptScale^t: MAP fit with a per-question prior (mu0, sigma0), e.g. from the predictor;
-    with ``n_peek=0`` the first N* comes from the prior alone."""
+    """OptScale^t: MAP fit with a per-question prior (mu0, sigma0) (in general, the family's
+    parameters), given, or predicted from the question text by ``predictor`` (anything with
+    ``predict_moments(texts) -> (mean, std)``; None: the bundled :mod:`optscale.predictor`
+    head); with ``n_peek=0`` the first N* comes from the prior alone."""
+
+    predictor: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     uses_prior = True
+
+
+@functools.cache
+def _default_predictor() -> Any:
+    from optscale.predictor import load_default
+
+    return load_default()
+
+
+def prior_from_moments(policy: OptScale, mean: Any, std: Any) -> tuple[Any, ...]:
+    """A prior in ``policy``'s family from raw score moments on the unit range (what the
+    predictor predicts), mapped to [low, high]."""
+    width = policy.high - policy.low
+    m, s = policy.low + width * np.asarray(mean, np.float64), width * np.asarray(std, np.float64)
+    if policy.family == "truncnorm":
+        mu, sigma, _ = _api.truncnorm_from_moments(m, s, policy.low, policy.high)
+        return np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+    a, b, _ = beta_from_moments(m, s, policy.low, policy.high)
+    if policy.family == "beta":
+        return a, b
+    if policy.family == "exceedance":
+        tail = np.asarray(Beta(a, b, policy.low, policy.high).sf(policy.target), np.float64)
+        tail = np.clip(tail, 1e-3, 1.0 - 1e-3)
+        return policy.prior_strength * tail, policy.prior_strength * (1.0 - tail)
+    raise ValueError(f"no prior from moments for family={policy.family!r}")

@@ -21,6 +21,7 @@ import numpy as np
 import optscale
 from optscale._checks import query_checks
 from optscale._solution import Status
+from optscale.predictor._cli import add_commands as add_predictor_commands
 from optscale.replay._cli import add_commands as add_replay_commands
 from optscale.sampling._cli import add_commands as add_run_commands
 
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_solve)
     add_replay_commands(sub)
     add_run_commands(sub)
+    add_predictor_commands(sub)
     return parser
 
 

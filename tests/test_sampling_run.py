@@ -1,6 +1,7 @@
 """The run loop with test-controlled generators and scorers: early stop on an easy prompt, more
 samples on a hard one, every sample accounted for, and failures that keep what was paid for."""
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -149,8 +150,9 @@ def test_prior_policy_and_argument_checks():
     r = optscale.run("easy: z", CountingGenerator(), CallableScorer(seeded_scores), policy,
                      prior=(0.97, 0.02))
     assert r.ok and 1 <= r.n_used <= 16
+    mixture = optscale.OptScaleT(target=0.9, n_peek=0, n_max=16, family="mixture")
     with pytest.raises(ValueError, match="prior"):
-        optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), policy)
+        optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), mixture)
     with pytest.raises(TypeError, match="OptScale"):
         optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), object())
     with pytest.raises(ValueError, match="priors"):
@@ -177,3 +179,32 @@ def test_partial_results_of_a_failed_call_are_kept_and_not_redrawn():
     assert isinstance(r.error, PartialError)
     assert len(calls) == 2  # not retried: the partial samples were paid for
     assert r.n_used == 6 and len(r.scores) == 6 and r.tokens == 30
+
+
+def test_prior_policy_takes_priors_from_its_predictor_in_one_batch():
+    class Predictor:
+        calls: list = []
+
+        def predict_moments(self, texts):
+            self.calls.append(list(texts))
+            easy = np.array([t.startswith("easy") for t in texts])
+            return np.where(easy, 0.97, 0.5), np.where(easy, 0.02, 0.2)
+
+    predictor = Predictor()
+    policy = optscale.OptScaleT(target=0.9, n_peek=0, n_max=16, predictor=predictor)
+    questions = ["easy: a", "hard: b", "easy: c"]
+    results = optscale.run_batch(questions, CountingGenerator(), CallableScorer(seeded_scores),
+                                 policy)
+    assert predictor.calls == [questions]  # one batched prediction
+    mu, sigma = policy.prior_for(questions)
+    ref, _, _ = optscale.truncnorm_from_moments(np.array([0.97, 0.5, 0.97]),
+                                                np.array([0.02, 0.2, 0.02]))
+    np.testing.assert_allclose(mu, ref)
+    given = optscale.run_batch(questions, CountingGenerator(), CallableScorer(seeded_scores),
+                               policy, priors=list(zip(mu, sigma, strict=True)))
+    assert [r.n_used for r in results] == [r.n_used for r in given]
+    state = policy.start(question="easy: a")
+    assert state.prior == pytest.approx((mu[0], sigma[0]), rel=1e-5)
+    beta = dataclasses.replace(policy, family="beta")
+    a, b = beta.prior_for(questions[:1])
+    np.testing.assert_allclose([a[0] / (a[0] + b[0])], [0.97])

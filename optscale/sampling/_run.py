@@ -124,7 +124,8 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
         generator: anything with ``generate(prompts, n, **sampling)`` (see :class:`Generator`).
         scorer: anything with ``score(prompt, texts)`` (see :class:`Scorer`).
         policy: an :class:`optscale.OptScale` policy (its ``n_max`` bounds every question).
-        priors: (mu0, sigma0) per question, for policies that use a prior (OptScale^t).
+        priors: (mu0, sigma0) per question, for policies that use a prior (OptScale^t); None:
+            the policy's predictor predicts them from the questions (``OptScaleT.prior_for``).
         retries: retries of a failed generator or scorer call (bounded; 0 = none).
         backoff: seconds before the first retry, doubling after each.
         progress: show a progress bar over finished questions.
@@ -137,6 +138,9 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
     if priors is not None and len(priors) != len(questions):
         raise ValueError(f"priors must have one (mu0, sigma0) per question: {len(priors)} for "
                          f"{len(questions)} questions")
+    if priors is None and policy.uses_prior:
+        # OptScale^t with no priors given: its predictor reads the questions, in one batch
+        priors = list(zip(*policy.prior_for(questions), strict=True))
     todo = []
     for i, text in enumerate(questions):
         state = policy.start(None if priors is None else tuple(priors[i]))
