@@ -120,27 +120,39 @@ def objective(ops: Ops, stats, mu, rho, low, high, prior):
     return f
 
 
+def nll_derivatives(xp, log_mass, count, resp, mean, ss, mu, rho, low, high):
+    """(f, g_mu, g_rho, h_mumu, h_murho, h_rhorho) in (mu, rho = log sigma) of
+    f = q / 2 + count * rho + resp * log Z, q = (count (mean - mu)^2 + ss) / sigma^2: the
+    truncated-normal negative log-likelihood without its 2 pi constant when count = resp = n;
+    the mixture's M-step counts pseudo-observations of the parent normal in ``count`` only."""
+    sigma = xp.exp(rho)
+    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
+    log_z = log_mass(alpha, beta, (high - low) / sigma)
+    pa = xp.exp(-0.5 * alpha * alpha - _HALF_LOG_2PI - log_z)  # phi(alpha) / Z
+    pb = xp.exp(-0.5 * beta * beta - _HALF_LOG_2PI - log_z)
+    q = (count * (mean - mu) ** 2 + ss) / (sigma * sigma)
+    f = 0.5 * q + count * rho + resp * log_z
+    # d log Z / d(alpha, beta) = (-pa, pb) and its second derivatives:
+    gaa, gbb, gab = alpha * pa - pa * pa, -beta * pb - pb * pb, pa * pb
+    inv = 1.0 / sigma
+    g_mu = -count * (mean - mu) * inv * inv + resp * (pa - pb) * inv
+    g_rho = -q + count + resp * (alpha * pa - beta * pb)
+    h_mm = count * inv * inv + resp * inv * inv * (gaa + 2.0 * gab + gbb)
+    h_mr = 2.0 * count * (mean - mu) * inv * inv + resp * inv * (
+        alpha * gaa + (alpha + beta) * gab + beta * gbb + pb - pa)
+    h_rr = 2.0 * q + resp * (alpha * alpha * gaa + 2.0 * alpha * beta * gab + beta * beta * gbb
+                             - alpha * pa + beta * pb)
+    return f, g_mu, g_rho, h_mm, h_mr, h_rr
+
+
 def objective_derivatives(ops: Ops, stats, mu, rho, low, high, prior):
     """(f, g_mu, g_rho, h_mumu, h_murho, h_rhorho) in (mu, rho = log sigma)."""
     xp = ops.xp
     n, mean, ss = stats
     sigma = xp.exp(rho)
-    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
-    log_z = ops.log_mass(alpha, beta, (high - low) / sigma)
-    pa = xp.exp(-0.5 * alpha * alpha - _HALF_LOG_2PI - log_z)  # phi(alpha) / Z
-    pb = xp.exp(-0.5 * beta * beta - _HALF_LOG_2PI - log_z)
-    q = (n * (mean - mu) ** 2 + ss) / (sigma * sigma)
-    f = 0.5 * q + n * (rho + _HALF_LOG_2PI + log_z)
-    # d log Z / d(alpha, beta) = (-pa, pb) and its second derivatives:
-    gaa, gbb, gab = alpha * pa - pa * pa, -beta * pb - pb * pb, pa * pb
-    inv = 1.0 / sigma
-    g_mu = -n * (mean - mu) * inv * inv + n * (pa - pb) * inv
-    g_rho = -q + n + n * (alpha * pa - beta * pb)
-    h_mm = n * inv * inv + n * inv * inv * (gaa + 2.0 * gab + gbb)
-    h_mr = 2.0 * n * (mean - mu) * inv * inv + n * inv * (
-        alpha * gaa + (alpha + beta) * gab + beta * gbb + pb - pa)
-    h_rr = 2.0 * q + n * (alpha * alpha * gaa + 2.0 * alpha * beta * gab + beta * beta * gbb
-                          - alpha * pa + beta * pb)
+    f, g_mu, g_rho, h_mm, h_mr, h_rr = nll_derivatives(xp, ops.log_mass, n, n, mean, ss, mu, rho,
+                                                       low, high)
+    f = f + n * _HALF_LOG_2PI
     if prior is not None:
         m0, s0, sd_m, sd_s = prior
         f = f + 0.5 * ((mu - m0) / sd_m) ** 2 + 0.5 * ((sigma - s0) / sd_s) ** 2 \

@@ -55,7 +55,7 @@ import numpy as np
 
 from optscale._distribution import TruncatedNormal
 from optscale._family import ScoreDistribution, Xp, family
-from optscale._fit import FitStatus, _floored_inverse
+from optscale._fit import FitStatus, _floored_inverse, nll_derivatives
 
 __all__ = ["TruncNormMixture", "mixture_fit_arrays", "mixture_loglik"]
 
@@ -159,27 +159,11 @@ def _nll(xp: Xp, log_mass, stats, mu, rho, low, high):
 
 
 def _nll_derivatives(xp: Xp, log_mass, stats, mu, rho, low, high):
-    """(f, g_mu, g_rho, h_mumu, h_murho, h_rhorho) of :func:`_nll`: ``_fit.objective_derivatives``
-    with the quadratic's count (data + pseudo) apart from the log normaliser's (data only)."""
-    n_ = xp.np
+    """(f, g_mu, g_rho, h_mumu, h_murho, h_rhorho) of :func:`_nll`: the truncated normal's
+    derivatives with the quadratic's count (data + pseudo) apart from the log normaliser's
+    (data only)."""
     count, mean, ss, resp = stats
-    sigma = n_.exp(rho)
-    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
-    log_z = log_mass(alpha, beta, (high - low) / sigma)
-    pa = n_.exp(-0.5 * alpha * alpha - _HALF_LOG_2PI - log_z)  # phi(alpha) / Z
-    pb = n_.exp(-0.5 * beta * beta - _HALF_LOG_2PI - log_z)
-    q = (count * (mean - mu) ** 2 + ss) / (sigma * sigma)
-    f = 0.5 * q + count * rho + resp * log_z
-    gaa, gbb, gab = alpha * pa - pa * pa, -beta * pb - pb * pb, pa * pb
-    inv = 1.0 / sigma
-    g_mu = -count * (mean - mu) * inv * inv + resp * (pa - pb) * inv
-    g_rho = -q + count + resp * (alpha * pa - beta * pb)
-    h_mm = count * inv * inv + resp * inv * inv * (gaa + 2.0 * gab + gbb)
-    h_mr = 2.0 * count * (mean - mu) * inv * inv + resp * inv * (
-        alpha * gaa + (alpha + beta) * gab + beta * gbb + pb - pa)
-    h_rr = 2.0 * q + resp * (alpha * alpha * gaa + 2.0 * alpha * beta * gab
-                             + beta * beta * gbb - alpha * pa + beta * pb)
-    return f, g_mu, g_rho, h_mm, h_mr, h_rr
+    return nll_derivatives(xp.np, log_mass, count, resp, mean, ss, mu, rho, low, high)
 
 
 def _newton_m_step(xp: Xp, log_mass, stats, mu, rho, low, high, box, steps):

@@ -49,14 +49,6 @@ def _scipy_cdf(case, x):
 
 
 @pytest.fixture
-def numpy_backend():
-    previous = optscale.backend()
-    optscale.set_backend("numpy")
-    yield
-    optscale.set_backend(previous)
-
-
-@pytest.fixture
 def x64():
     with jax.enable_x64(True):
         yield

@@ -291,16 +291,6 @@ def test_save_load_round_trip(tiny_predictor, tmp_path):
         PriorPredictor.load(tmp_path)
 
 
-@pytest.fixture
-def numpy_backend():
-    # The wiring is under test here, not the backends (each is tested elsewhere): NumPy skips
-    # the JAX compile of the MAP fit, which would dominate this file's run time.
-    previous = optscale.backend()
-    optscale.set_backend("numpy")
-    yield
-    optscale.set_backend(previous)
-
-
 def test_optscalet_runs_on_predicted_priors(tiny_predictor, numpy_backend):
     texts = ["what is 1 + 2 ?", "find the area of a circle of radius 3 .", "how many ways ?"]
     scores = np.random.default_rng(0).uniform(0.6, 1.0, size=(3, 16))

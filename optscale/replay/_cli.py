@@ -123,17 +123,21 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+def _pool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pool", help="pool file")
+    p.add_argument("--format", default="auto",
+                   help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
+    p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
+                   help="how per-step PRM scores become one score (default last)")
+
+
 def add_commands(sub) -> None:
     """Register ``replay``, ``diagnose`` and ``demo`` on the ``optscale`` sub-command parser."""
     p = sub.add_parser("replay", help="evaluate methods on a stored completion pool",
                        description="Replay Best-of-N, self-consistency baselines and OptScale "
                        "policies on a completion pool (optscale JSONL, NPZ, search-and-learn, "
                        "OVM or OptScale-reference format) and write a report.")
-    p.add_argument("pool", help="pool file")
-    p.add_argument("--format", default="auto",
-                   help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
-    p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
-                   help="how per-step PRM scores become one score (default last)")
+    _pool_args(p)
     p.add_argument("--gold", help="benchmark file with gold answers by position (JSON array or "
                    "lines of {problem|question, answer}), for pools that keep them apart, such "
                    "as the OptScale reference's")
@@ -145,11 +149,7 @@ def add_commands(sub) -> None:
                        "every question's scores in a pool and print BIC and the KS goodness of "
                        "fit per family: whether the paper's truncated normal suits this "
                        "verifier, and which family= to give the policies.")
-    p.add_argument("pool", help="pool file")
-    p.add_argument("--format", default="auto",
-                   help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
-    p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
-                   help="how per-step PRM scores become one score (default last)")
+    _pool_args(p)
     p.add_argument("--alpha", type=float, default=0.05,
                    help="KS level for the rejection summary (default 0.05)")
     p.set_defaults(func=_cmd_diagnose)
