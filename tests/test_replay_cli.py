@@ -51,7 +51,7 @@ def test_replay_errors(tmp_path, capsys):
         main(["replay", str(bad), "--methods", "nope"])
 
 
-def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys):
+def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys, numpy_backend):
     rng = np.random.default_rng(1)
     size, width = 3, 200
     correct = rng.random((size, width)) < 0.4
