@@ -10,6 +10,7 @@ in float64 and returned in the inputs' floating dtype.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import functools
 from typing import Any, ClassVar, NamedTuple
@@ -98,7 +99,7 @@ _LOG_V = 3.0 * np.log(_GL_U) - np.log(_DEN)
 _W_V = _GL_W * 3.0 * (_GL_U * (1.0 - _GL_U)) ** 2 / _DEN**2
 
 
-class ScoreDistribution:
+class ScoreDistribution(abc.ABC):
     """Base of the non-Gaussian score families (subclasses are ``@family`` dataclasses whose
     last two fields are ``low`` and ``high``; parameters broadcast to a batch shape).
 
@@ -119,14 +120,17 @@ class ScoreDistribution:
 
     # ------------------------------------------------------------------ subclass hooks
 
+    @abc.abstractmethod
     def _log_cdf_sf(self, xp: Xp, x: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """(log F, log S) at x strictly inside (low, high), parameters already cast."""
 
+    @abc.abstractmethod
     def _logpdf(self, xp: Xp, x: Any) -> Any:
-        raise NotImplementedError
+        """Log density at x inside [low, high]."""
 
+    @abc.abstractmethod
     def _invalid(self, xp: Xp) -> Any:
-        raise NotImplementedError
+        """Mask of invalid parameters (broadcastable to the batch)."""
 
     # ------------------------------------------------------------------ plumbing
 

@@ -421,15 +421,11 @@ def test_ovm_scores_are_bimodal_and_the_mixture_fits_far_better(numpy_backend):
     assert np.all(ll_mix > ll_tn + 200)
 
 
-def test_min_samples_accepts_the_mixture_when_wired(numpy_backend):
-    """Only where the solver already takes score families (wired separately): skipped, not
-    failed, otherwise."""
+def test_min_samples_meets_its_definition_for_the_mixture(numpy_backend):
     d = TruncNormMixture(np.array([0.5, 0.3]), 0.05, 0.05, 0.95, 0.03)
     t, c = 0.9, 0.95
-    try:
-        sol = optscale.min_samples(d, t, c)
-    except Exception as err:  # noqa: BLE001 - any failure means "not wired yet"
-        pytest.skip(f"min_samples does not take TruncNormMixture here: {err!r}")
+    sol = optscale.min_samples(d, t, c)
+    assert np.asarray(sol.status).tolist() == [0, 0]
     n = np.asarray(sol.n, np.float64)
     log_f = np.asarray(d.logcdf(t))
     assert np.all(n * log_f <= math.log(1 - c) + 1e-12)
