@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from optscale import _family_solve
+from optscale._args import checked_dist, numeric
 from optscale._backend import _is_jax_array, select
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
 from optscale._family import ScoreDistribution
@@ -116,7 +117,8 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     if criterion == "probability" and confidence is None:
         raise ValueError("confidence is required for criterion='probability'")
     _check_ints(k=k, n_min=n_min, n_max=n_max)
-    conf = confidence if criterion == "probability" else None
+    dist, target = checked_dist(dist), numeric("target", target)
+    conf = numeric("confidence", confidence) if criterion == "probability" else None
     if isinstance(dist, ScoreDistribution):
         if errors == "raise":
             _raise_family_invalid("min_samples", dist)
@@ -150,6 +152,7 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     """
     _check_options(errors)
     _check_ints(n_min=n_min, n_max=n_max)
+    dist, target, cost = checked_dist(dist), numeric("target", target), numeric("cost", cost)
     if isinstance(dist, ScoreDistribution):
         if errors == "raise":
             _raise_family_invalid("cost_aware_samples", dist)
@@ -163,33 +166,109 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     return impl.cost_aware_samples(dist, target, cost, n_min=n_min, n_max=n_max)
 
 
+def _domain(fn: str, result: Any, rules: list[tuple[str, Any, Any, str]]) -> Any:
+    """Apply argument-domain rules [(name, value, bad mask, rule)]: concrete inputs raise a
+    ValueError naming the first broken rule; traced inputs (inside jax.jit) get NaN there."""
+    traced = [bad for _, value, bad, _ in rules if _is_traced(value)]
+    for name, value, bad, rule in rules:
+        if not _is_traced(value) and np.any(bad):
+            raise ValueError(f"{fn}: {name} {rule}; got {name} = "
+                             f"{np.asarray(value)[np.asarray(bad)].ravel()[0]!r}")
+    if traced:
+        import jax.numpy as jnp
+
+        out_bad = jnp.zeros((), bool)
+        for bad in traced:
+            out_bad = out_bad | bad
+        result = jnp.where(out_bad, jnp.nan, result)
+    return result
+
+
+def _xp(*values: Any) -> Any:
+    if any(_is_jax_array(v) for v in values):
+        import jax.numpy as jnp
+
+        return jnp
+    return np
+
+
+def _count_rules(xp: Any, name: str, value: Any, *, integer: bool, low: float,
+                 strict: bool = False) -> tuple[str, Any, Any, str]:
+    v = xp.asarray(value)
+    bad = ~(v > low) if strict else ~(v >= low)
+    if integer:
+        bad = bad | (v != xp.floor(v))
+    what = "an integer" if integer else "a number"
+    rule = f"must be {what} {'>' if strict else '>='} {low:g}"
+    return name, value, bad, rule
+
+
 def best_of_n_prob(dist: Any, target: Any, n: Any) -> Any:
-    """P(best of n samples >= target) = 1 - F(target)^n, from log F (no rounding of F to 1)."""
+    """P(best of n samples >= target) = 1 - F(target)^n, from log F (no rounding of F to 1).
+
+    ``n`` may be any real >= 0 (the continuous relaxation 1 - F^n); n = 0 gives 0. A negative
+    or NaN n raises ValueError (inside ``jax.jit``: NaN for that element).
+    """
+    dist, target, n = checked_dist(dist), numeric("target", target), numeric("n", n)
+    xp = _xp(*dist.params(), target, n)
     if isinstance(dist, ScoreDistribution):
-        return _family_solve.best_of_n_prob(dist, target, n)
-    return select(dist, target, n).best_of_n_prob(dist, target, n)
+        out = _family_solve.best_of_n_prob(dist, target, n)
+    else:
+        out = select(dist, target, n).best_of_n_prob(dist, target, n)
+    oxp = _xp(out)
+    out = oxp.where(oxp.asarray(n) == 0, oxp.zeros((), out.dtype), out)
+    return _domain("best_of_n_prob", out, [_count_rules(xp, "n", n, integer=False, low=0)])
 
 
 def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> Any:
-    """P(at least k of n samples >= target) = I_S(k, n - k + 1) with S = P(X > target)."""
+    """P(at least k of n samples >= target) = I_S(k, n - k + 1) with S = P(X > target).
+
+    ``n`` and ``k`` are integers >= 0 (as integer or float arrays): k = 0 gives 1, n < k gives
+    0. Anything else raises ValueError (inside ``jax.jit``: NaN for that element).
+    """
+    dist, target = checked_dist(dist), numeric("target", target)
+    n, k = numeric("n", n), numeric("k", k)
+    xp = _xp(*dist.params(), target, n, k)
     if isinstance(dist, ScoreDistribution):
-        return _family_solve.k_of_n_prob(dist, target, n, k)
-    return select(dist, target, n, k).k_of_n_prob(dist, target, n, k)
+        out = _family_solve.k_of_n_prob(dist, target, n, k)
+    else:
+        out = select(dist, target, n, k).k_of_n_prob(dist, target, n, k)
+    oxp = _xp(out)
+    out = oxp.where(oxp.asarray(k) <= 0, oxp.ones((), out.dtype), out)
+    return _domain("k_of_n_prob", out, [_count_rules(xp, "n", n, integer=True, low=0),
+                                        _count_rules(xp, "k", k, integer=True, low=0)])
 
 
 def best_of_n_quantile(dist: Any, q: Any, n: Any) -> Any:
-    """q-quantile of the best of n samples, F^-1(q^(1/n)), with q^(1/n) kept in log space."""
+    """q-quantile of the best of n samples, F^-1(q^(1/n)), with q^(1/n) kept in log space.
+
+    ``q`` in [0, 1] and ``n`` > 0 (real); otherwise ValueError (inside ``jax.jit``: NaN).
+    """
+    dist, q, n = checked_dist(dist), numeric("q", q), numeric("n", n)
+    xp = _xp(*dist.params(), q, n)
     if isinstance(dist, ScoreDistribution):
-        return _family_solve.best_of_n_quantile(dist, q, n)
-    return select(dist, q, n).best_of_n_quantile(dist, q, n)
+        out = _family_solve.best_of_n_quantile(dist, q, n)
+    else:
+        out = select(dist, q, n).best_of_n_quantile(dist, q, n)
+    qa = xp.asarray(q)
+    return _domain("best_of_n_quantile", out, [
+        ("q", q, ~((qa >= 0) & (qa <= 1)), "must lie in [0, 1]"),
+        _count_rules(xp, "n", n, integer=False, low=0, strict=True)])
 
 
 def expected_best(dist: Any, n: Any) -> Any:
     """E[best of n samples] = int_0^1 F^-1(v^(1/n)) dv, by fixed 32-node Gauss-Legendre on a
-    variable that clusters nodes at both ends (about 1e-10 absolute on a unit range)."""
+    variable that clusters nodes at both ends (about 1e-10 absolute on a unit range).
+
+    ``n`` is any real >= 1; otherwise ValueError (inside ``jax.jit``: NaN).
+    """
+    dist, n = checked_dist(dist), numeric("n", n)
+    xp = _xp(*dist.params(), n)
     if isinstance(dist, ScoreDistribution):
-        return _family_solve.expected_best(dist, n)
-    return select(dist, n).expected_best(dist, n)
+        out = _family_solve.expected_best(dist, n)
+    else:
+        out = select(dist, n).expected_best(dist, n)
+    return _domain("expected_best", out, [_count_rules(xp, "n", n, integer=False, low=1)])
 
 
 # ----------------------------------------------------------------------------- estimation

@@ -18,9 +18,8 @@ import numpy as np
 
 from optscale import _fast
 from optscale._checks import N_MAX_DEFAULT
+from optscale._quadrature import LOG_V, W_V
 from optscale._reference import (  # noqa: F401  (re-exported: same API as every backend)
-    _LOG_V,
-    _W_V,
     best_of_n_quantile,
     fit_truncnorm,
     icdf,
@@ -42,8 +41,6 @@ __all__ = [
 ]
 
 _threads = int(os.environ.get("OPTSCALE_NUM_THREADS", "0")) or (os.cpu_count() or 1)
-_LOG_V64 = np.ascontiguousarray(_LOG_V, np.float64)
-_W_V64 = np.ascontiguousarray(_W_V, np.float64)
 
 
 def set_num_threads(n: int) -> None:
@@ -55,7 +52,9 @@ def set_num_threads(n: int) -> None:
 
 
 def _dtype(*xs: Any) -> np.dtype:
-    dtype = np.result_type(*(np.asarray(x) for x in xs))
+    # Python scalars stay weakly typed (NEP 50), as on the other backends: 0.95 does not
+    # promote a float32 batch
+    dtype = np.result_type(*(x if isinstance(x, (int, float)) else np.asarray(x) for x in xs))
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
@@ -121,7 +120,7 @@ def expected_best(dist: Any, n: Any) -> np.ndarray:
     dtype = _dtype(*dist.params(), n)
     shape, f, _ = _flat(dtype, (*dist.params(), n))
     out = np.empty_like(f[0])
-    _fast.expected_best(*f, _LOG_V64, _W_V64, out, _threads)
+    _fast.expected_best(*f, LOG_V, W_V, out, _threads)
     return out.reshape(shape)
 
 
@@ -142,7 +141,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
         dtype = _dtype(*dist.params(), target)
         shape, f, i = _flat(dtype, (*dist.params(), target), (n_min, n_max))
         out = np.empty(f[0].shape, np.int32), np.empty(f[0].shape, np.int32), np.empty_like(f[0])
-        _fast.min_samples_expected(*f, *i, _LOG_V64, _W_V64, *out, _threads)
+        _fast.min_samples_expected(*f, *i, LOG_V, W_V, *out, _threads)
     else:
         raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
     return _solution(shape, *out)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from optscale._args import checked_dist, numeric
 from optscale._backend import _is_jax_array, _load, select
 
 __all__ = ["TruncatedNormal"]
@@ -43,7 +44,13 @@ class TruncatedNormal:
         for name in ("mu", "sigma", "low", "high"):
             value = getattr(self, name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, name, np.asarray(value))
+                object.__setattr__(self, name, numeric(name, value))
+
+    def _call(self, name: str, **xs: Any) -> Any:
+        """The backend's ``name`` on checked arguments (a TypeError names a non-numeric one)."""
+        dist = checked_dist(self)
+        args = [numeric(k, v) for k, v in xs.items()]
+        return getattr(select(dist, *args), name)(dist, *args)
 
     def params(self) -> tuple[Any, Any, Any, Any]:
         """(mu, sigma, low, high) as given."""
@@ -55,43 +62,43 @@ class TruncatedNormal:
 
     def logpdf(self, x: Any) -> Any:
         """Log density at x (-inf outside [low, high])."""
-        return select(self, x).logpdf(self, x)
+        return self._call("logpdf", x=x)
 
     def logcdf(self, x: Any) -> Any:
         """log P(X <= x), accurate in both tails."""
-        return select(self, x).logcdf(self, x)
+        return self._call("logcdf", x=x)
 
     def logsf(self, x: Any) -> Any:
         """log P(X > x), accurate in both tails."""
-        return select(self, x).logsf(self, x)
+        return self._call("logsf", x=x)
 
     def cdf(self, x: Any) -> Any:
         """P(X <= x)."""
-        return select(self, x).cdf(self, x)
+        return self._call("cdf", x=x)
 
     def sf(self, x: Any) -> Any:
         """P(X > x)."""
-        return select(self, x).sf(self, x)
+        return self._call("sf", x=x)
 
     def icdf(self, q: Any) -> Any:
         """Quantile: the x with P(X <= x) = q, q in [0, 1]."""
-        return select(self, q).icdf(self, q)
+        return self._call("icdf", q=q)
 
     def isf(self, q: Any) -> Any:
         """Inverse survival function: the x with P(X > x) = q."""
-        return select(self, q).isf(self, q)
+        return self._call("isf", q=q)
 
     def icdf_log(self, log_q: Any) -> Any:
         """Quantile from log q (exact where q itself would round to 0 or 1)."""
-        return select(self, log_q).icdf_log(self, log_q)
+        return self._call("icdf_log", log_q=log_q)
 
     @property
     def mean(self) -> Any:
-        return select(self).mean(self)
+        return self._call("mean")
 
     @property
     def variance(self) -> Any:
-        return select(self).variance(self)
+        return self._call("variance")
 
     def sample(self, key: Any, sample_shape: tuple[int, ...] = ()) -> Any:
         """Draw samples shaped ``sample_shape + batch_shape``.

@@ -17,7 +17,9 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from optscale._args import numeric
 from optscale._backend import _is_jax_array, backend
+from optscale._quadrature import LOG_V, W_V
 
 __all__ = ["ScoreDistribution", "Xp", "family", "namespace"]
 
@@ -90,13 +92,6 @@ def family(cls: type) -> type:
     return cls
 
 
-# E[best of n] = int_0^1 F^-1(v^(1/n)) dv on the same clustered Gauss-Legendre rule as the
-# truncated normal's (nodes dense at both ends, where the quantile is steep).
-_GL_U, _GL_W = np.polynomial.legendre.leggauss(32)
-_GL_U, _GL_W = 0.5 * (_GL_U + 1.0), 0.5 * _GL_W
-_DEN = _GL_U**3 + (1.0 - _GL_U) ** 3
-_LOG_V = 3.0 * np.log(_GL_U) - np.log(_DEN)
-_W_V = _GL_W * 3.0 * (_GL_U * (1.0 - _GL_U)) ** 2 / _DEN**2
 
 
 class ScoreDistribution(abc.ABC):
@@ -116,7 +111,7 @@ class ScoreDistribution(abc.ABC):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (list, tuple)):
-                object.__setattr__(self, f.name, np.asarray(value))
+                object.__setattr__(self, f.name, numeric(f.name, value))
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -223,8 +218,8 @@ class ScoreDistribution(abc.ABC):
         dtype = n_.dtype
         expand = lambda v: n.asarray(v)[..., None]  # noqa: E731
         nodes = type(self)(*(expand(p) for p in self.params()))
-        x = nodes._icdf_log_impl(xp, n.asarray(_LOG_V, dtype) / expand(n_))
-        return n.sum(n.asarray(_W_V, dtype) * x, axis=-1)
+        x = nodes._icdf_log_impl(xp, n.asarray(LOG_V, dtype) / expand(n_))
+        return n.sum(n.asarray(W_V, dtype) * x, axis=-1)
 
     # ------------------------------------------------------------------ public
 

@@ -83,7 +83,9 @@ def _solve(xp: Xp, dist: ScoreDistribution, target, extra, k, n_min, n_max, *, k
         n_trivial = n.maximum(kf, n_lo)
 
         def achieved(m):
-            return n.where(trivial & (m >= kf), 1.0, -n.expm1(lower_tail(m)))
+            # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
+            p = n.where(never, 0.0, -n.expm1(lower_tail(m)))
+            return n.where(trivial & (m >= kf), 1.0, p)
     else:  # expected best of n >= target
         t = n.where(invalid | n.isnan(target), 0.5, target)
 

@@ -12,8 +12,9 @@ precision, so that their answers satisfy the definitions in that precision.
 """
 
 from cython.parallel import prange
-from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, isfinite, isnan,
-                        log, log1p, sqrt)
+from libc.float cimport DBL_MIN, FLT_MIN
+from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, hypot, isfinite,
+                        isnan, log, log1p, sqrt)
 from scipy.special.cython_special cimport betainc, log_ndtr, ndtri_exp
 
 ctypedef fused floating:
@@ -101,9 +102,19 @@ cdef inline void _log_mass(double a, double ta, double ga, double b, double tb, 
             rel[0] = log(0.5 * (erf(b * SQRT_HALF) - erf(a * SQRT_HALF)))
 
 
-cdef inline bint _valid(double mu, double sigma, double low, double high) noexcept nogil:
-    return (isfinite(mu) and isfinite(sigma) and sigma > 0 and isfinite(low)
-            and isfinite(high) and high > low)
+cdef inline bint _valid(floating mu, floating sigma, floating low, floating high) noexcept nogil:
+    """The parameter rules of optscale._checks, in the input's precision (float32 overflows
+    sooner): finite, low < high, sigma a normal float with the range representable in
+    standard units."""
+    cdef floating tiny
+    if floating is float:
+        tiny = FLT_MIN
+    else:
+        tiny = DBL_MIN
+    return (isfinite(mu) and isfinite(sigma) and sigma >= tiny and isfinite(low)
+            and isfinite(high) and high > low and isfinite(<floating>((low - mu) / sigma))
+            and isfinite(<floating>((high - mu) / sigma))
+            and <floating>((high - low) / sigma) >= tiny)
 
 
 cdef inline void _logs(double mu, double sigma, double low, double high, double x,
@@ -153,9 +164,10 @@ def log_cdf_sf(floating[::1] mu, floating[::1] sigma, floating[::1] low, floatin
     cdef Py_ssize_t i, n = x.shape[0]
     cdef double lc, ls
     for i in prange(n, nogil=True, num_threads=threads, schedule="static"):
-        lc = 0.0  # assigned in the loop, so private to each thread (they are passed by pointer)
-        ls = 0.0
-        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        lc = NAN  # assigned in the loop, so private to each thread (they are passed by pointer)
+        ls = NAN
+        if _valid(mu[i], sigma[i], low[i], high[i]):
+            _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
         out_lc[i] = <floating>lc
         out_ls[i] = <floating>ls
 
@@ -166,9 +178,10 @@ def best_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low,
     cdef Py_ssize_t i, size = x.shape[0]
     cdef double lc, ls
     for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
-        lc = 0.0  # private (see log_cdf_sf)
-        ls = 0.0
-        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        lc = NAN  # private (see log_cdf_sf)
+        ls = NAN
+        if _valid(mu[i], sigma[i], low[i], high[i]):
+            _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
         out[i] = <floating>(-expm1(n[i] * <double><floating>lc))
 
 
@@ -206,9 +219,10 @@ def k_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low, floati
     cdef Py_ssize_t i, size = x.shape[0]
     cdef double lc, ls, lower
     for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
-        lc = 0.0  # private (see log_cdf_sf)
-        ls = 0.0
-        _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
+        lc = NAN  # private (see log_cdf_sf)
+        ls = NAN
+        if _valid(mu[i], sigma[i], low[i], high[i]):
+            _logs(mu[i], sigma[i], low[i], high[i], x[i], &lc, &ls)
         lc, ls = <double><floating>lc, <double><floating>ls
         if n[i] < k[i]:
             out[i] = 0
@@ -266,9 +280,8 @@ def min_samples_probability(floating[::1] mu, floating[::1] sigma, floating[::1]
         _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
         lf, ls = <floating>lcd, <floating>lsd
         l1mc = _log1m(conf[i])
-        if not (lf < 0):
-            out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
-            out_achieved[i] = <floating>(-expm1(_log_binom_lower(ls, lf, n_hi, kf)))
+        if not (lf < 0):  # F(target) == 1: nobody reaches the target
+            out_n[i], out_status[i], out_achieved[i] = <int>n_hi, INFEASIBLE, 0
             continue
         n1 = min(_ceil_exact(lf, l1mc), n_hi + 1.0)
         if kf <= 1:
@@ -343,8 +356,8 @@ cdef inline double _quantile0(double mu, double sigma, double low, double high,
                               double log_q) noexcept nogil:
     """First-guess quantile from log q (the JAX core's, without Newton polish: its absolute
     error is far below the quadrature's)."""
-    cdef double alpha, beta, width, log_z, log_1mq, log_p, edge, add, sub, z0, delta, linear
-    cdef double le_cdf, le_sf, tiny, r, c, log_near, ell, expo, ta, ga, tb, gb, an, rel, q
+    cdef double alpha, beta, width, log_z, log_1mq, log_p, edge, z0, delta, linear
+    cdef double le_cdf, le_sf, tiny, r, c, ell, ta, ga, tb, gb, an, rel, q, bound
     cdef bint from_low, deep_right, deep_left, same_side
     if log_q == -INFINITY:
         return low
@@ -357,12 +370,26 @@ cdef inline double _quantile0(double mu, double sigma, double low, double high,
     _log_mass(alpha, ta, ga, beta, tb, gb, width, &an, &rel, &q)
     log_z = an + rel
     log_1mq = _log1mexp(log_q)
-    from_low = log_q <= -LN2
+    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
+    r = alpha if deep_right else -beta
+    if (deep_right or deep_left) and not (isfinite(log_z) and 2.220446049250313e-16 * r * r
+                                          <= 1e-3):
+        # a guess from the far bound would be off by eps r^2 in log probability (or undefined
+        # once log Z underflows): measure from the bound the mass piles against
+        from_low = deep_right
+    else:
+        from_low = log_q <= -LN2
     log_p = log_q if from_low else log_1mq
     edge = alpha if from_low else -beta
     le_cdf, le_sf = log_ndtr(edge), log_ndtr(-edge)
     if edge < 0.0:
         z0 = ndtri_exp(_logaddexp(le_cdf, log_p + log_z))
+        bound = low if from_low else high
+        if fabs(bound) + sigma * fabs(z0 - edge) > 1e3 * (fabs(mu) + sigma * fabs(z0)):
+            # a bound far from the mass in absolute terms: x - bound would cancel
+            if from_low:
+                return min(max(mu + sigma * z0, low), high)
+            return min(max(mu - sigma * z0, low), high)
     else:
         z0 = -ndtri_exp(le_sf + _log1mexp(min(log_p + log_z - le_sf, 0.0)))
     delta = min(max(z0 - edge, 0.0), width)
@@ -370,16 +397,13 @@ cdef inline double _quantile0(double mu, double sigma, double low, double high,
     tiny = 64.0 * 2.220446049250313e-16 * (1.0 + fabs(edge))
     if delta <= tiny:
         delta = min(linear, width)
-    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
     if deep_right or deep_left:
+        # exponential tail against the bound the mass piles on (rate r; hypot: r may be 1e300)
         same_side = from_low if deep_right else not from_low
         if same_side:
-            r = alpha if deep_right else -beta
             c = r * width + 0.5 * width * width
-            log_near = log_p
-            ell = -_log1mexp(min(log_near + _log1mexp(-c), 0.0))
-            expo = min(2.0 * ell / (r + sqrt(r * r + 2.0 * ell)), width)
-            delta = expo
+            ell = -_log1mexp(min(log_p + _log1mexp(-c), 0.0))
+            delta = min(2.0 * ell / (r + hypot(r, sqrt(2.0 * ell))), width)
     if from_low:
         return min(max(low + sigma * delta, low), high)
     return min(max(high - sigma * delta, low), high)

@@ -414,8 +414,10 @@ def fit(ops: Ops, scores, mask, low, high, prior, bounds, clip, max_iter, tol, s
     rho0 = xp.clip(xp.log(xp.maximum(s0, s_lo)), rho_lo, rho_hi)
     bad_prior = False
     if prior is not None:
-        bad_prior = ~((prior[2] > 0) & (prior[3] > 0) & (prior[1] == prior[1])
-                      & (prior[0] == prior[0]))
+        # a prior (mu0, sigma0) with sigma0 > 0, both finite, and positive prior stds
+        bad_prior = ~((prior[2] > 0) & (prior[3] > 0) & (prior[1] > 0)
+                      & xp.isfinite(prior[0]) & xp.isfinite(prior[1])
+                      & xp.isfinite(prior[2]) & xp.isfinite(prior[3]))
     invalid = bad | (n < 1) & (prior is None) | bad_prior | ~(width > 0)
     mu, rho, f, cov, status, iters = newton_fit(
         ops, (n, mean, ss), low, high, prior, (mu0, rho0),

@@ -6,11 +6,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.scipy.special import betainc
 
 from optscale import _truncnorm as tn
+from optscale._quadrature import LOG_V, W_V
 from optscale._special import LN2
 
 __all__ = [
@@ -53,7 +53,7 @@ def log_binom_lower(log_s: jax.Array, log_f: jax.Array, n: jax.Array, k: jax.Arr
         acc = jnp.where(jf < k, jnp.logaddexp(acc, term), acc)
         return term, acc
 
-    k_max = jnp.max(k).astype(jnp.int32)
+    k_max = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
     _, acc = lax.fori_loop(1, k_max, body, (term0, term0))
     acc = jnp.where(n < k, 0.0, jnp.minimum(acc, 0.0))
     # F = 0: every sample reaches the target; S = 0: none does.
@@ -77,16 +77,6 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> jax.Array:
     return jnp.where(n < k, 0.0, p)
 
 
-# E[max_n] = int_0^1 F^-1(v^(1/n)) dv. The integrand has (near-)log singularities at both ends for
-# narrow or one-sided distributions; v = u^3 / (u^3 + (1-u)^3) flattens them, after which 32
-# Gauss-Legendre nodes give ~1e-10 absolute on [0, 1] (checked against adaptive quadrature).
-_GL_U, _GL_W = np.polynomial.legendre.leggauss(32)
-_GL_U, _GL_W = 0.5 * (_GL_U + 1.0), 0.5 * _GL_W
-_DEN = _GL_U**3 + (1.0 - _GL_U) ** 3
-_LOG_V = 3.0 * np.log(_GL_U) - np.log(_DEN)
-_W_V = _GL_W * 3.0 * (_GL_U * (1.0 - _GL_U)) ** 2 / _DEN**2
-
-
 def expected_best_given(dist: Any, n: jax.Array) -> jax.Array:
     """E[best of n] for n broadcast against the batch; quantiles without Newton polish (their
     absolute error is ~eps, far below the quadrature's)."""
@@ -94,9 +84,9 @@ def expected_best_given(dist: Any, n: jax.Array) -> jax.Array:
     dtype = mu.dtype
     expand = lambda v: jnp.asarray(v)[..., None]  # noqa: E731
     nodes = type(dist)(expand(mu), expand(sigma), expand(low), expand(high))
-    log_u = _LOG_V.astype(dtype) / expand(jnp.asarray(n, dtype))
+    log_u = LOG_V.astype(dtype) / expand(jnp.asarray(n, dtype))
     x = tn._quantile(nodes, log_u, 0)
-    return jnp.sum(_W_V.astype(dtype) * x, axis=-1)
+    return jnp.sum(W_V.astype(dtype) * x, axis=-1)
 
 
 def expected_best(dist: Any, n: Any) -> jax.Array:

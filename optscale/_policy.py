@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optscale import _api
+from optscale._args import integer, real
 from optscale._beta import Beta, beta_from_moments
 from optscale._distribution import TruncatedNormal
 from optscale._exceedance import exceedance_min_samples
@@ -188,6 +189,22 @@ class OptScale:
     uses_prior = False
 
     def __post_init__(self) -> None:
+        owner = type(self).__name__
+        for name in ("target", "confidence", "cost", "low", "high", "prior_strength"):
+            real(owner, name, getattr(self, name))
+        for name, low in (("n_peek", 0), ("n_max", 1), ("round_size", 1), ("k", 1),
+                          ("gh_points", 1)):
+            integer(owner, name, getattr(self, name), low)
+        for name in ("prior_std", "exceedance_prior"):
+            pair = getattr(self, name)
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(f"{owner}: {name} must be a pair of numbers; got {pair!r}")
+            for v in pair:
+                if real(owner, name, v) <= 0:
+                    raise ValueError(f"{owner}: {name} must be > 0; got {pair!r}")
+        if not self.low < self.high:
+            raise ValueError(f"{owner}: low must be < high; got low={self.low}, "
+                             f"high={self.high}")
         checks = [
             (self.low < self.target <= self.high, f"target must lie in (low, high] = "
              f"({self.low}, {self.high}]; got {self.target}"),
@@ -443,7 +460,13 @@ class OptScale:
         return prior_from_moments(self, mean, std)
 
     def update(self, state: PolicyState, new_scores: Any = ()) -> Decision:
-        """Record ``new_scores`` and decide. Call it with no scores to get the first request.
+        """Record ``new_scores`` (None or () for none) and decide. Call it with no scores to get
+        the first request.
+
+        A non-finite score (NaN: the scorer failed) is a sample drawn but not scored: it counts
+        against ``n_max``, is never the best, and is left out of the fit, so the policy asks
+        for scored samples until it has ``n_peek`` (and N*) of them. Updating a state that has
+        stopped raises ValueError: start a new state for a new question.
 
         Example:
             >>> import optscale
@@ -455,9 +478,16 @@ class OptScale:
             >>> d.stop, d.n_more, d.n_star
             (False, 6, 10)
         """
-        state.scores.extend(float(s) for s in np.atleast_1d(np.asarray(new_scores, float)))
+        new = _new_scores(new_scores)
+        if state.stopped and new.size:
+            raise ValueError(f"{type(self).__name__}.update: this question has stopped; "
+                             "start a new state (policy.start()) for the next one")
+        state.scores.extend(float(s) for s in new)
         n = len(state.scores)
-        best = int(np.argmax(state.scores)) if n else None
+        values = np.asarray(state.scores, np.float64)
+        scored = np.isfinite(values)
+        n_scored = int(scored.sum())
+        best = int(np.argmax(np.where(scored, values, -np.inf))) if n_scored else None
 
         gof: tuple = (None, None)
 
@@ -467,30 +497,31 @@ class OptScale:
 
         if state.stopped:
             return decision(True, 0)
-        if self.stop_on_target and n and max(state.scores) >= self.target:
+        if self.stop_on_target and n_scored and values[scored].max() >= self.target:
             return decision(True, 0)
         if n >= self.n_max:
             return decision(True, 0)
-        if n < self.n_peek:
-            return decision(False, self.n_peek - n)
+        room = self.n_max - n
+        if n_scored < self.n_peek:
+            return decision(False, min(self.n_peek - n_scored, room))
         status = None
         if state.n_star is None or self.rule == "sequential":
             prior = None if state.prior is None else tuple(np.atleast_1d(v) for v in state.prior)
-            seen = np.asarray([state.scores]).reshape(1, -1)
+            seen = values[scored].reshape(1, -1)
             fit = self.fit(seen, prior=prior)
             n_star, status = self.decide(fit)
             state.n_star = int(n_star[0])
             status = int(status[0])
             dist = self.fitted_distribution(fit)
-            if dist is not None and n > 0:
+            if dist is not None and n_scored > 0:
                 g = goodness_of_fit(dist, np.clip(seen, self.low, self.high))
                 gof = (float(g.ks[0]), float(g.pvalue[0]))
-        if n >= state.n_star:
+        if n_scored >= state.n_star:
             return decision(True, 0, status)
-        more = state.n_star - n
+        more = state.n_star - n_scored
         if self.rule == "sequential":
             more = min(more, self.round_size)
-        return decision(False, more, status)
+        return decision(False, min(more, room), status)
 
     # ------------------------------------------------------------------ batch replay
 
@@ -509,44 +540,73 @@ class OptScale:
         if self.uses_prior and prior is None and questions is not None:
             prior = self.prior_for(questions)
         size, pool = scores.shape
-        lengths = np.full(size, pool) if lengths is None else np.asarray(lengths, np.int64)
+        if lengths is None:
+            lengths = np.full(size, pool)
+        else:
+            lengths = np.asarray(lengths)
+            if lengths.shape != (size,) or lengths.dtype.kind not in "iu":
+                raise ValueError(f"lengths must be {size} integers; got {lengths.dtype} "
+                                 f"{lengths.shape}")
+            if np.any((lengths < 0) | (lengths > pool)):
+                raise ValueError(f"lengths must lie in [0, {pool}] (the scores stored per "
+                                 f"question); got {lengths.min()}..{lengths.max()}")
         cap = np.minimum(lengths, self.n_max)
         if prior is not None:
             prior = tuple(np.broadcast_to(np.asarray(v, np.float64), (size,)) for v in prior)
         elif self.uses_prior:
             raise ValueError(f"{type(self).__name__}.run needs prior=(mu0, sigma0)")
-        n = np.minimum(self.n_peek, cap)  # drawn so far
+        finite = np.isfinite(scores)
+        n = np.zeros(size, np.int64)  # drawn so far
         n_star = np.zeros(size, np.int64)
         active = np.ones(size, bool)
         reason = np.full(size, Stop.N_STAR)
         order = np.arange(pool)[None, :]
         decided = np.zeros(size, bool)
         while active.any():
-            seen = np.where(order < n[:, None], scores, -np.inf)
-            hit = self.stop_on_target & (seen.max(axis=1) >= self.target) & (n > 0)
+            drawn = order < n[:, None]
+            scored = drawn & finite
+            n_scored = scored.sum(axis=1)
+            seen = np.where(scored, scores, -np.inf)
+            hit = self.stop_on_target & (seen.max(axis=1) >= self.target) & (n_scored > 0)
             stop = active & (hit | (n >= cap))
             reason = np.where(stop & hit, Stop.TARGET,
                               np.where(stop & (n >= self.n_max), Stop.BUDGET,
                                        np.where(stop, Stop.POOL, reason)))
             active &= ~stop
-            refit = active & (~decided | (self.rule == "sequential"))
+            peek = active & (n_scored < self.n_peek)
+            refit = active & ~peek & (~decided | (self.rule == "sequential"))
             if refit.any():
                 idx = np.flatnonzero(refit)
                 sub_prior = None if prior is None else tuple(v[idx] for v in prior)
-                observed = order < n[idx, None]
-                ns, _ = self.n_star(np.where(observed, scores[idx], 0.5), observed, sub_prior)
+                ns, _ = self.n_star(np.where(scored[idx], scores[idx], 0.5), scored[idx],
+                                    sub_prior)
                 n_star[idx] = ns
                 decided[idx] = True
-            done = active & (n >= n_star)
+            done = active & ~peek & (n_scored >= n_star)
             active &= ~done
             more = np.where(self.rule == "sequential",
-                            np.minimum(n_star - n, self.round_size), n_star - n)
+                            np.minimum(n_star - n_scored, self.round_size), n_star - n_scored)
+            more = np.where(peek, self.n_peek - n_scored, more)
             n = np.where(active, np.minimum(n + more, cap), n)
             # a round that ran into the pool or budget ends the question at the next check
-        taken = np.where(order < n[:, None], scores, -np.inf)
+        taken = np.where((order < n[:, None]) & finite, scores, -np.inf)
         best_index = np.argmax(taken, axis=1)
         best = taken[np.arange(size), best_index]
         return PolicyRun(n, best_index, best, n_star, reason)
+
+
+def _new_scores(new_scores: Any) -> np.ndarray:
+    """The scores of one update as a 1-D float array (None: none)."""
+    if new_scores is None:
+        return np.zeros(0)
+    try:
+        values = np.asarray(new_scores, np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"new_scores must be numbers; got {new_scores!r}") from err
+    if values.ndim > 1:
+        raise ValueError(f"new_scores must be a number or a 1-D sequence; got shape "
+                         f"{values.shape}")
+    return np.atleast_1d(values)
 
 
 @dataclasses.dataclass(frozen=True)

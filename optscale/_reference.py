@@ -16,6 +16,7 @@ from scipy import special as sc
 
 from optscale import _fit
 from optscale._checks import N_MAX_DEFAULT, any_invalid
+from optscale._quadrature import LOG_V, W_V
 from optscale._solution import Solution, Status
 
 __all__ = [
@@ -40,8 +41,10 @@ def _params64(dist: Any, *xs: Any) -> tuple[np.dtype, tuple[np.ndarray, ...]]:
     return dtype, tuple(np.asarray(np.asarray(v, dtype), np.float64) for v in values)
 
 
-def _valid(mu, sigma, low, high):
-    return ~any_invalid(np, mu=mu, sigma=sigma, low=low, high=high)
+def _valid(mu, sigma, low, high, dtype=np.float64):
+    """The parameter rules, checked in the input's precision (float32 overflows sooner)."""
+    cast = lambda v: np.asarray(v, dtype)  # noqa: E731
+    return ~any_invalid(np, mu=cast(mu), sigma=cast(sigma), low=cast(low), high=cast(high))
 
 
 def _log1mexp(x):
@@ -52,17 +55,28 @@ def _log1mexp(x):
 
 
 def _log_hazard(x):
-    """log(phi(x) / Phi(-x)) = -log(sqrt(pi/2) erfcx(x / sqrt 2))."""
-    return -np.log(math.sqrt(math.pi / 2.0) * sc.erfcx(x / math.sqrt(2.0)))
+    """log(phi(x) / Phi(-x)) for x >= 0: -log(sqrt(pi/2) erfcx(x / sqrt 2)) below 8, and
+    log(x + 1 / CF) above, from Laplace's continued fraction (erfcx underflows far out)."""
+    x = np.asarray(x, np.float64)
+    near = -np.log(math.sqrt(math.pi / 2.0) * sc.erfcx(np.minimum(x, 8.0) / math.sqrt(2.0)))
+    far = np.maximum(x, 8.0)
+    u = far
+    for k in range(14, 1, -1):
+        u = far + k / u
+    return np.where(x < 8.0, near, np.log(far + 1.0 / u))
 
 
 def _tail_log_ratio(a, b, w):
     """(log Phi(-a), log Phi(-b) - log Phi(-a)) for 0 <= a <= b, w = b - a: short intervals by
-    integrating the hazard, long ones by differencing log Phi."""
+    integrating the hazard, long ones by differencing log Phi below 8 and, above, by
+    -w (a + w/2) - log(h(b) / h(a)) (differencing logs of size a^2 / 2 loses eps a^2, and
+    overflows for a > 1e154)."""
     log_a = sc.log_ndtr(-a)
-    direct = sc.log_ndtr(-b) - log_a
-    nodes = a[..., None] + 0.5 * w[..., None] * (1.0 + _GL_X)
-    quad = -0.5 * w * np.sum(_GL_W * np.exp(_log_hazard(nodes)), axis=-1)
+    with np.errstate(all="ignore"):
+        direct = np.where(a < 8.0, sc.log_ndtr(-b) - log_a,
+                          -w * (a + 0.5 * w) - (_log_hazard(b) - _log_hazard(a)))
+        nodes = a[..., None] + 0.5 * w[..., None] * (1.0 + _GL_X)
+        quad = -0.5 * w * np.sum(_GL_W * np.exp(_log_hazard(nodes)), axis=-1)
     return log_a, np.where(w <= a + 1.0, quad, direct)
 
 
@@ -126,7 +140,7 @@ def _all_logs(dist: Any, x: Any):
     lc, ls, lpdf = _logs64(mu, sigma, low, high, xs)
     lc = np.where(below, -np.inf, np.where(above, 0.0, lc))
     ls = np.where(below, 0.0, np.where(above, -np.inf, ls))
-    ok = _valid(mu, sigma, low, high)
+    ok = _valid(mu, sigma, low, high, dtype)
     return dtype, np.where(ok, lc, np.nan), np.where(ok, ls, np.nan), (below, above, lpdf, ok)
 
 
@@ -156,10 +170,10 @@ def logpdf(dist: Any, x: Any) -> np.ndarray:
     inside = (x >= low) & (x <= high)
     lpdf = _logs64(mu, sigma, low, high, np.where(inside, x, 0.5 * (low + high)))[2]
     out = np.where(inside, lpdf, -np.inf)
-    return np.where(_valid(mu, sigma, low, high), out, np.nan).astype(dtype)
+    return np.where(_valid(mu, sigma, low, high, dtype), out, np.nan).astype(dtype)
 
 
-def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
+def _quantile64(mu, sigma, low, high, log_q, newton_steps=2, dtype=np.float64):
     """float64 quantile from log q: first guess (scipy's ppf, or the exponential approximation
     deep in a one-sided tail), then Newton on the log distance to the bound the mass piles
     against (see the JAX version)."""
@@ -168,7 +182,12 @@ def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
         width = (high - low) / sigma
         log_1mq = _log1mexp(log_q)
         solve_cdf = log_q <= -LN2
-        from_low = solve_cdf
+        deep_right, deep_left = alpha >= 8, beta <= -8
+        deep = deep_right | deep_left
+        # the far-bound guess is off by eps r^2 in log probability (see the JAX version)
+        r = np.where(deep_right, alpha, np.where(deep_left, -beta, 8.0))
+        lost = deep & ~(np.isfinite(log_z) & (np.finfo(np.float64).eps * r * r <= 1e-3))
+        from_low = np.where(lost, deep_right, solve_cdf)
         log_p = np.where(from_low, log_q, log_1mq)
         edge = np.where(from_low, alpha, -beta)
         add = sc.ndtri_exp(np.logaddexp(sc.log_ndtr(edge), log_p + log_z))
@@ -179,17 +198,18 @@ def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
         linear = np.exp(log_p + log_z + 0.5 * edge * edge + 0.5 * math.log(2 * math.pi))
         tiny = delta <= 64 * np.finfo(np.float64).eps * (1 + np.abs(edge))
         delta = np.where(tiny, np.minimum(linear, width), delta)
-        deep_right, deep_left = alpha >= 8, beta <= -8
-        deep = deep_right | deep_left
+        bound = np.where(from_low, low, high)
+        direct = (edge < 0) & (np.abs(bound) + sigma * np.abs(z0 - edge)
+                               > 1e3 * (np.abs(mu) + sigma * np.abs(z0)))
+        x_direct = np.clip(mu + np.where(from_low, sigma, -sigma) * z0, low, high)
         same_side = np.where(deep_right, from_low, ~from_low)
-        r = np.where(deep_right, alpha, np.where(deep_left, -beta, 8.0))
         c = r * width + 0.5 * width * width
         log_near = np.where(same_side, log_p, _log1mexp(log_p))
         ell = -_log1mexp(np.minimum(log_near + _log1mexp(-c), 0.0))
-        expo = np.minimum(2 * ell / (r + np.sqrt(r * r + 2 * ell)), width)
+        expo = np.minimum(2 * ell / (r + np.hypot(r, np.sqrt(2 * ell))), width)
         delta = np.where(deep & same_side, expo, delta)
         u = np.log(delta)
-        u = np.where(np.isfinite(u), u, np.log(0.5 * width))
+        u = np.where(np.isfinite(u) | (deep & (delta == 0)), u, np.log(0.5 * width))
         target = np.where(solve_cdf, log_q, log_1mq)
         sign = np.where(solve_cdf == from_low, 1.0, -1.0)
         for _ in range(newton_steps):
@@ -203,13 +223,14 @@ def _quantile64(mu, sigma, low, high, log_q, newton_steps=2):
             u = np.where(inside & np.isfinite(u_new), u_new, u)
         d = np.exp(u)
         x = np.clip(np.where(from_low, low + sigma * d, high - sigma * d), low, high)
+        x = np.where(direct, x_direct, x)
     x = np.where(log_q == -np.inf, low, np.where(log_q == 0.0, high, x))
-    return np.where(_valid(mu, sigma, low, high) & (log_q <= 0), x, np.nan)
+    return np.where(_valid(mu, sigma, low, high, dtype) & (log_q <= 0), x, np.nan)
 
 
 def icdf_log(dist: Any, log_q: Any) -> np.ndarray:
     dtype, (mu, sigma, low, high, log_q) = _params64(dist, log_q)
-    return _quantile64(mu, sigma, low, high, log_q).astype(dtype)
+    return _quantile64(mu, sigma, low, high, log_q, dtype=dtype).astype(dtype)
 
 
 def _log_prob(q, complement=False):
@@ -221,12 +242,13 @@ def _log_prob(q, complement=False):
 
 def icdf(dist: Any, q: Any) -> np.ndarray:
     dtype, (mu, sigma, low, high, q) = _params64(dist, q)
-    return _quantile64(mu, sigma, low, high, _log_prob(q)).astype(dtype)
+    return _quantile64(mu, sigma, low, high, _log_prob(q), dtype=dtype).astype(dtype)
 
 
 def isf(dist: Any, q: Any) -> np.ndarray:
     dtype, (mu, sigma, low, high, q) = _params64(dist, q)
-    return _quantile64(mu, sigma, low, high, _log_prob(q, complement=True)).astype(dtype)
+    return _quantile64(mu, sigma, low, high, _log_prob(q, complement=True),
+                       dtype=dtype).astype(dtype)
 
 
 _GL32_X, _GL32_W = np.polynomial.legendre.leggauss(32)
@@ -244,7 +266,7 @@ def _moments(dist: Any):
         narrow = (width <= 1) & (width * np.maximum(np.abs(alpha), np.abs(beta)) <= 1)
         quad = narrow | left_tail | (alpha >= 0)
         a = np.where(quad, np.where(left_tail, -beta, alpha), 0.0)
-        reach = np.where(a >= 0, np.sqrt(a * a + 80.0) - a, np.inf)
+        reach = np.where(a >= 0, 80.0 / (a + np.hypot(a, math.sqrt(80.0))), np.inf)
         s = np.where(quad, np.minimum(width, reach), 1.0)[..., None] * _GL32_X
         log_k = -a[..., None] * s - 0.5 * s * s
         k = _GL32_W * np.exp(log_k - log_k.max(axis=-1, keepdims=True))
@@ -258,7 +280,7 @@ def _moments(dist: Any):
         mean_ = np.where(quad, np.where(left_tail, high - sigma * es, low + sigma * es),
                          mu + sigma * m)
         var_ = sigma * sigma * np.where(quad, vs, np.clip(v, 0.0, None))
-    ok = _valid(mu, sigma, low, high)
+    ok = _valid(mu, sigma, low, high, dtype)
     mean_ = np.where(ok, np.clip(mean_, low, high), np.nan)
     var_ = np.where(ok, np.minimum(var_, 0.25 * (high - low) ** 2), np.nan)
     return dtype, mean_, var_
@@ -281,7 +303,8 @@ def sample(dist: Any, key: Any, sample_shape: tuple[int, ...] = ()) -> np.ndarra
     shape = tuple(sample_shape) + np.broadcast_shapes(mu.shape, sigma.shape, low.shape, high.shape)
     u = rng.random(shape)
     u = np.where(u > 0, u, np.finfo(np.float64).tiny)
-    return _quantile64(mu, sigma, low, high, np.log(u), newton_steps=1).astype(dtype)
+    return _quantile64(mu, sigma, low, high, np.log(u), newton_steps=1,
+                       dtype=dtype).astype(dtype)
 
 
 # ---------------------------------------------------------------- order statistics
@@ -294,7 +317,7 @@ def best_of_n_prob(dist: Any, target: Any, n: Any) -> np.ndarray:
 def best_of_n_quantile(dist: Any, q: Any, n: Any) -> np.ndarray:
     dtype, (mu, sigma, low, high, q) = _params64(dist, q)
     log_q = _log_prob(q) / np.asarray(n, np.float64)
-    return _quantile64(mu, sigma, low, high, log_q).astype(dtype)
+    return _quantile64(mu, sigma, low, high, log_q, dtype=dtype).astype(dtype)
 
 
 def log_binom_lower(log_s, log_f, n, k):
@@ -326,23 +349,17 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> np.ndarray:
     return np.where(n < k, 0.0, p).astype(dtype)
 
 
-_GL_U, _GL_UW = np.polynomial.legendre.leggauss(32)
-_GL_U, _GL_UW = 0.5 * (_GL_U + 1.0), 0.5 * _GL_UW
-_DEN = _GL_U**3 + (1.0 - _GL_U) ** 3
-_LOG_V = 3.0 * np.log(_GL_U) - np.log(_DEN)
-_W_V = _GL_UW * 3.0 * (_GL_U * (1.0 - _GL_U)) ** 2 / _DEN**2
-
-
-def _expected_best64(mu, sigma, low, high, n):
+def _expected_best64(mu, sigma, low, high, n, dtype=np.float64):
     e = lambda v: np.asarray(v, np.float64)[..., None]  # noqa: E731
-    x = _quantile64(e(mu), e(sigma), e(low), e(high), _LOG_V / e(n), newton_steps=0)
-    return np.sum(_W_V * x, axis=-1)
+    x = _quantile64(e(mu), e(sigma), e(low), e(high), LOG_V / e(n), newton_steps=0,
+                    dtype=dtype)
+    return np.sum(W_V * x, axis=-1)
 
 
 def expected_best(dist: Any, n: Any) -> np.ndarray:
     """E[max of n] by Gauss-Legendre on v = u^3/(u^3+(1-u)^3) of int_0^1 F^-1(v^(1/n)) dv."""
     dtype, (mu, sigma, low, high, n) = _params64(dist, n)
-    return _expected_best64(mu, sigma, low, high, n).astype(dtype)
+    return _expected_best64(mu, sigma, low, high, n, dtype).astype(dtype)
 
 
 # ---------------------------------------------------------------- solvers
@@ -376,14 +393,19 @@ def _ints(**kw):
     return out
 
 
-def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible, n_invalid,
+def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible, ints,
             achieved_fn):
     invalid, trivial, infeasible = status_parts
     status = np.where(invalid, Status.INVALID, np.where(
         trivial, Status.TRIVIAL, np.where(infeasible, Status.INFEASIBLE, Status.OK)))
     n = np.where(trivial, n_trivial, np.where(infeasible, n_infeasible, n))
-    n = np.clip(n, n_min, n_max)
-    n = np.broadcast_to(np.where(invalid, n_invalid, n), shape).astype(np.int32)
+    with np.errstate(invalid="ignore"):
+        n = np.clip(n, n_min, n_max)
+        # to integers with the bounds taken as given (float32 rounds 2**31 - 1 up to 2**31)
+        n = np.where(n <= n_min, ints["n_min"], np.where(n >= n_max, ints["n_max"],
+                                                         np.nan_to_num(n).astype(np.int64)))
+    n = np.where(invalid, np.maximum(ints["n_max"], 1), n)
+    n = np.broadcast_to(n, shape).astype(np.int32)
     achieved = np.where(invalid, 0.0, achieved_fn(n.astype(dtype)))
     return Solution(n, np.broadcast_to(status, shape).astype(np.int32),
                     np.broadcast_to(achieved, shape).astype(dtype))
@@ -417,7 +439,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     if criterion == "probability" and closed_form:
         log1mc = np.log1p(-safe(conf, 0.5))
         log_f = logcdf(sdist, t)
-        never = log_f >= 0
+        never = ~(log_f < 0)  # F(target) == 1 in working precision
         lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
         n = _ceil_exact(lf, log1mc)
         infeasible = never | (n > n_hi)
@@ -429,7 +451,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     elif criterion == "probability":
         log1mc = np.log1p(-safe(conf, 0.5))
         log_f, log_s = log_cdf_sf(sdist, t)
-        never = log_f >= 0
+        never = ~(log_f < 0)
         lf = np.where(never | trivial, -1.0, log_f).astype(dtype)
         n1 = np.minimum(_ceil_exact(lf, log1mc), n_hi + 1)  # beyond n_max: infeasible anyway
 
@@ -454,7 +476,9 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
         n = _bisect(cond, np.where(done, hi, lo), hi)
 
         def achieved(n):
-            return np.where(trivial & (n >= kf), 1.0, -np.expm1(lower_tail(n)))
+            # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
+            p = np.where(never, 0.0, -np.expm1(lower_tail(n)))
+            return np.where(trivial & (n >= kf), 1.0, p)
 
         n_trivial = np.maximum(kf, n_lo)
     else:
@@ -472,7 +496,7 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                     np.broadcast_to(n_hi, shape).astype(dtype))
         achieved, n_trivial = expected, n_lo
     return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi,
-                   n_trivial, n_hi, ints["n_max"], achieved)
+                   n_trivial, n_hi, ints, achieved)
 
 
 def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
@@ -500,7 +524,7 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
         return np.where(trivial, 1.0, -np.expm1(n * np.where(never, 0.0, lf)))
 
     return _result(shape, dtype, n, (invalid, trivial, infeasible & ~trivial), n_lo, n_hi, n_lo,
-                   np.where(never, n_lo, n_hi), ints["n_max"], achieved)
+                   np.where(never, n_lo, n_hi), ints, achieved)
 
 
 # ---------------------------------------------------------------- estimation

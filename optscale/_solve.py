@@ -51,14 +51,18 @@ def _bisect(cond, lo, hi, shape):
 
 
 def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_infeasible,
-            n_invalid, achieved_fn):
+            ints, achieved_fn):
     status = jnp.where(
         invalid, Status.INVALID,
         jnp.where(trivial, Status.TRIVIAL, jnp.where(infeasible, Status.INFEASIBLE, Status.OK)),
     ).astype(jnp.int32)
     n = jnp.where(trivial, n_trivial, jnp.where(infeasible, n_infeasible, n))
-    n = jnp.clip(n, n_min, n_max).astype(jnp.int32)
-    n = jnp.broadcast_to(jnp.where(invalid, n_invalid, n), shape)
+    n = jnp.clip(n, n_min, n_max)
+    # To int32 with the bounds taken as given: float32 rounds 2**31 - 1 up to 2**31, which
+    # would wrap to a negative n.
+    n = jnp.where(n <= n_min, ints["n_min"],
+                  jnp.where(n >= n_max, ints["n_max"], n.astype(jnp.int32)))
+    n = jnp.broadcast_to(jnp.where(invalid, jnp.maximum(ints["n_max"], 1), n), shape)
     achieved = jnp.where(invalid, 0.0, achieved_fn(n))
     return Solution(n, jnp.broadcast_to(status, shape), jnp.broadcast_to(achieved, shape))
 
@@ -146,11 +150,12 @@ def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_ma
     n = _bisect(cond, jnp.where(done, hi, lo), hi, shape)
 
     def achieved(n_int):
-        p = -jnp.expm1(lower_tail(jnp.asarray(n_int, dtype)))
+        # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
+        p = jnp.where(never, 0.0, -jnp.expm1(lower_tail(jnp.asarray(n_int, dtype))))
         return jnp.where(trivial & (n_int >= kf), 1.0, p)
 
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi,
-                   jnp.maximum(kf, n_lo), n_hi, ints["n_max"], achieved)
+                   jnp.maximum(kf, n_lo), n_hi, ints, achieved)
 
 
 @jax.jit
@@ -173,7 +178,7 @@ def _min_samples_best(dist, target, confidence, log_f, *, n_min, n_max):
         return jnp.where(trivial, 1.0, p)
 
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo, n_hi,
-                   ints["n_max"], achieved)
+                   ints, achieved)
 
 
 @jax.jit
@@ -204,7 +209,7 @@ def _min_samples_expected(dist, target, *, n_min, n_max):
         return expected(jnp.asarray(n_int, dtype))
 
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo, n_hi,
-                   ints["n_max"], achieved)
+                   ints, achieved)
 
 
 def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
@@ -240,4 +245,4 @@ def _cost_aware(dist, target, cost, packed, *, n_min, n_max):
     # An unreachable target is best served by the fewest samples, not the most.
     n_infeasible = jnp.where(never, n_lo, n_hi)
     return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo,
-                   n_infeasible, ints["n_max"], achieved)
+                   n_infeasible, ints, achieved)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optscale._checks import any_invalid
 from optscale._special import (
     LN2,
     log1mexp,
@@ -44,10 +45,9 @@ def params(dist: Any, *xs: Any) -> tuple[jax.Array, ...]:
 
 
 def valid_params(mu: jax.Array, sigma: jax.Array, low: jax.Array, high: jax.Array) -> jax.Array:
-    return (
-        jnp.isfinite(mu) & jnp.isfinite(sigma) & (sigma > 0)
-        & jnp.isfinite(low) & jnp.isfinite(high) & (low < high)
-    )
+    """The rules of :func:`optscale._checks.query_checks`: finite, low < high, sigma a normal
+    float with the range representable in standard units."""
+    return ~any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high)
 
 
 def _log_normalizer(mu, sigma, low, high):
@@ -159,9 +159,17 @@ def _quantile(dist: Any, log_q: Any, newton_steps: int) -> jax.Array:
     log_z = _log_normalizer(mu, sigma, low, high)
     log_1mq = log1mexp(log_q)
     solve_cdf = log_q <= -LN2
+    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
+    deep = deep_right | deep_left
+    # A guess from the far bound differences logs of size r^2 / 2 (r = the distance of the
+    # near bound in standard units): it is off by eps r^2 in log probability, and undefined
+    # once log Z underflows (r > 1e154). Past eps r^2 = 1e-3 measure from the bound the mass
+    # piles against instead (Newton then converges from either guess).
+    r = jnp.where(deep_right, alpha, jnp.where(deep_left, -beta, 8.0))
+    lost = deep & ~(jnp.isfinite(log_z) & (jnp.finfo(r.dtype).eps * r * r <= 1e-3))
 
     # Measure x from the bound on its side of the median: that keeps x - low (or high - x) exact.
-    from_low = solve_cdf
+    from_low = jnp.where(lost, deep_right, solve_cdf)
     log_p = jnp.where(from_low, log_q, log_1mq)  # probability between that bound and x
 
     # Generic guess in standard units: Phi(z) = Phi(edge) + p Z, or, when Phi(edge) is close
@@ -175,19 +183,26 @@ def _quantile(dist: Any, log_q: Any, newton_steps: int) -> jax.Array:
     linear = jnp.exp(log_p + log_z - norm_logpdf(edge))
     tiny = delta <= 64.0 * jnp.finfo(delta.dtype).eps * (1.0 + jnp.abs(edge))
     delta = jnp.where(tiny, jnp.minimum(linear, width), delta)
-    # Deep one-sided tail, x on the side the mass piles against: the mass within d of the bound is
-    # close to (1 - e^{-r d - d^2/2}) / (1 - e^{-c}), exponential with rate r = |alpha| or |beta|.
-    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
-    deep = deep_right | deep_left
+    # A bound far from the mass in absolute terms (a range of +-1e300 around mu): x - bound
+    # cancels, so take x = mu + sigma z directly (the truncation there is negligible and z0
+    # exact, so no polish is needed).
+    bound = jnp.where(from_low, low, high)
+    direct = (edge < 0.0) & (jnp.abs(bound) + sigma * jnp.abs(z0 - edge)
+                             > 1e3 * (jnp.abs(mu) + sigma * jnp.abs(z0)))
+    x_direct = jnp.clip(mu + jnp.where(from_low, sigma, -sigma) * z0, low, high)
+    # Deep one-sided tail, x on the side the mass piles against: the mass within d of the bound
+    # is close to (1 - e^{-r d - d^2/2}) / (1 - e^{-c}), exponential with rate r = |alpha| or
+    # |beta| (hypot, not sqrt(r^2 + ...): r may be 1e300). On the other side the generic guess
+    # is better.
     same_side = jnp.where(deep_right, from_low, ~from_low)
-    r = jnp.where(deep_right, alpha, jnp.where(deep_left, -beta, 8.0))
     c = r * width + 0.5 * width * width
     log_near = jnp.where(same_side, log_p, log1mexp(log_p))
     ell = -log1mexp(jnp.minimum(log_near + log1mexp(-c), 0.0))
-    expo = jnp.minimum(2.0 * ell / (r + jnp.sqrt(r * r + 2.0 * ell)), width)
+    expo = jnp.minimum(2.0 * ell / (r + jnp.hypot(r, jnp.sqrt(2.0 * ell))), width)
     delta = jnp.where(deep & same_side, expo, delta)
     u = jnp.log(delta)
-    u = jnp.where(jnp.isfinite(u), u, jnp.log(0.5 * width))
+    # deep: d may underflow to 0, and x is then the bound itself
+    u = jnp.where(jnp.isfinite(u) | (deep & (delta == 0.0)), u, jnp.log(0.5 * width))
 
     target = jnp.where(solve_cdf, log_q, log_1mq)
     sign = jnp.where(solve_cdf == from_low, 1.0, -1.0)
@@ -203,6 +218,7 @@ def _quantile(dist: Any, log_q: Any, newton_steps: int) -> jax.Array:
         u = jnp.where(inside & jnp.isfinite(u_new), u_new, u)
     d = jnp.exp(u)
     x = jnp.clip(jnp.where(from_low, low + sigma * d, high - sigma * d), low, high)
+    x = jnp.where(direct, x_direct, x)
     x = jnp.where(log_q == -jnp.inf, low, jnp.where(log_q == 0.0, high, x))
     ok = valid_params(mu, sigma, low, high) & (log_q <= 0.0)
     return jnp.where(ok, x, jnp.nan)
@@ -247,7 +263,8 @@ def _moments(dist: Any) -> tuple[jax.Array, jax.Array]:
     quad = narrow | left_tail | (alpha >= 0.0)
 
     a = jnp.where(quad, jnp.where(left_tail, -beta, alpha), 0.0)
-    reach = jnp.where(a >= 0.0, jnp.sqrt(a * a + 80.0) - a, jnp.inf)
+    # sqrt(a^2 + 80) - a without cancellation or overflow (a may be 1e300)
+    reach = jnp.where(a >= 0.0, 80.0 / (a + jnp.hypot(a, jnp.sqrt(80.0))), jnp.inf)
     span = jnp.where(quad, jnp.minimum(width, reach), 1.0)
     s = span[..., None] * _GL32_X.astype(dtype)
     log_k = -a[..., None] * s - 0.5 * s * s

@@ -3,7 +3,9 @@
 ``POST /v1/completions`` and ``/v1/chat/completions`` with ``n``: ``choices[i].text`` /
 ``choices[i].message.content``, ``usage.completion_tokens`` (and per-choice counts or logprobs
 as configured). Fault injection: ``delay`` (seconds, or ``fn(body) -> seconds``),
-:meth:`OpenAIServer.fail_next`, ``fail_prompts`` (prompt -> HTTP status). Every request is
+:meth:`OpenAIServer.fail_next`, ``fail_prompts`` (prompt -> HTTP status), ``mutate`` (edit the
+answer before it is sent), ``raw_body`` (send these bytes instead, with or without a
+Content-Length) and ``trickle`` (send the response one byte at a time). Every request is
 recorded (:attr:`OpenAIServer.records`) with its status: ``in_flight``, ``done``, ``failed``
 (an injected or backend error) or ``abandoned`` (the client closed the connection before the
 answer).
@@ -134,17 +136,30 @@ class OpenAIServer:
             (also ``choices[i].usage.completion_tokens``) or ``"none"``. Logprobs (one entry
             per token) are added when the request asks for them.
         fail_prompts: prompt -> HTTP status to always answer with (an error body).
+        mutate: ``fn(answer) -> answer``, applied to every successful answer before sending
+            (non-string texts, odd choices...).
+        raw_body: bytes sent as the 200 answer instead of the JSON (or ``fn(record) ->
+            bytes``); ``send_length=False`` leaves out Content-Length (the body then ends when
+            the connection closes).
+        trickle: seconds between single bytes of the response (status line, headers, body);
+            the sending stops when the client disconnects or the server stops.
     """
 
     def __init__(self, backend: Any, *, delay: float | Callable[[dict[str, Any]], float] = 0.0,
-                 token_counts: str = "usage", fail_prompts: dict[str, int] | None = None
-                 ) -> None:
+                 token_counts: str = "usage", fail_prompts: dict[str, int] | None = None,
+                 mutate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 raw_body: bytes | Callable[[Record], bytes] | None = None,
+                 send_length: bool = True, trickle: float = 0.0) -> None:
         if token_counts not in ("usage", "choice", "none"):
             raise ValueError(f"token_counts must be usage, choice or none; got {token_counts}")
         self.backend = backend
         self.delay = delay
         self.token_counts = token_counts
         self.fail_prompts = dict(fail_prompts or {})
+        self.mutate = mutate
+        self.raw_body = raw_body
+        self.send_length = send_length
+        self.trickle = trickle
         self.records: list[Record] = []
         self._fail: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -287,12 +302,28 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
-    def _send(self, status: int, obj: dict[str, Any]) -> bool:
-        data = json.dumps(obj).encode()
+    def _send(self, status: int, obj: dict[str, Any] | bytes, length: bool = True) -> bool:
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        trickle = self.owner.trickle
         try:
+            if trickle > 0:
+                head = (f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
+                for i in range(len(head) + len(data)):  # bounded: one byte per step
+                    if self.owner._stop.is_set():
+                        return False
+                    byte = head[i:i + 1] if i < len(head) else data[i - len(head):][:1]
+                    self.wfile.write(byte)
+                    self.wfile.flush()
+                    time.sleep(trickle)
+                return True
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            if length:
+                self.send_header("Content-Length", str(len(data)))
+            else:
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             self.wfile.write(data)
             self.wfile.flush()
@@ -345,6 +376,13 @@ class _Handler(BaseHTTPRequestHandler):
             owner._finish(rec, "failed", 500)
             self._send(500, {"error": {"message": f"backend: {type(err).__name__}: {err}"}})
             return
-        owner._finish(rec, "done", 200, len(answer["choices"]))  # before the client can read it
-        if not self._send(200, answer):
+        if owner.mutate is not None:
+            answer = owner.mutate(answer)
+        body: dict[str, Any] | bytes = answer
+        if owner.raw_body is not None:
+            body = owner.raw_body(rec) if callable(owner.raw_body) else owner.raw_body
+        choices = len(answer["choices"]) if isinstance(answer, dict) and \
+            isinstance(answer.get("choices"), list) else 0
+        owner._finish(rec, "done", 200, choices)  # before the client can read it
+        if not self._send(200, body, length=owner.send_length):
             owner._finish(rec, "abandoned", 200)

@@ -67,7 +67,68 @@ def test_online_requests():
             break
         d = policy.update(state, [0.6] * d.n_more)
     assert d.stop and len(state.scores) == 20  # the budget
-    assert policy.update(state, [0.99]).stop  # stays stopped
+    assert policy.update(state).stop  # stays stopped
+    with pytest.raises(ValueError, match="has stopped"):
+        policy.update(state, [0.99])  # no scores accumulate after a stop
+    assert len(state.scores) == 20
+
+
+def _with_failures(x, seed=1, rate=0.15):
+    """The pool with some scores NaN (the scorer failed on those samples)."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(x.shape) < rate, np.nan, x)
+
+
+@pytest.mark.parametrize("policy", POLICIES[:3] + POLICIES[7:8], ids=lambda p: p.rule)
+def test_unscored_samples_online_equals_batch(policy):
+    x, prior = _pools(seed=3)
+    x = _with_failures(x)
+    run = policy.run(x, prior=prior if policy.uses_prior else None)
+    for b in range(len(x)):
+        p = (prior[0][b], prior[1][b]) if policy.uses_prior else None
+        used, decision = _online(policy, x[b], p)
+        assert run.n_used[b] == used, b
+        assert run.best_index[b] == decision.best_index
+        assert np.isfinite(run.best_score[b])
+    assert np.all(run.n_used <= policy.n_max)
+
+
+def test_unscored_samples_are_never_chosen_or_fitted():
+    policy = OptScale0(0.9, 0.5, n_peek=4, n_max=1000)
+    state = policy.start()
+    policy.update(state)
+    d = policy.update(state, [0.93, np.nan, 0.8, 0.85])
+    assert d.best_index == 0 and not d.stop
+    assert d.n_more == 1 and d.n_star is None  # three scored: one more for the peek
+    d = policy.update(state, [0.82])
+    clean = policy.start()
+    policy.update(clean)
+    ref = policy.update(clean, [0.93, 0.8, 0.85, 0.82])
+    assert d.n_star == ref.n_star and d.status == ref.status == optscale.Status.OK
+    assert d.ks == ref.ks and d.n_more == ref.n_more  # N* counts scored samples
+    # stop_on_target does not depend on where a NaN sits
+    hit = OptScale0(0.9, 0.9, n_peek=4, stop_on_target=True)
+    for seq in ([np.nan, 0.95, 0.5, 0.5], [0.95, np.nan, 0.5, 0.5], [0.5, 0.5, 0.95, np.nan]):
+        state = hit.start()
+        hit.update(state)
+        assert hit.update(state, seq).stop
+
+
+def test_update_with_none_adds_nothing():
+    policy = OptScale0(0.95, 0.9, n_peek=4)
+    state = policy.start()
+    assert policy.update(state, None).n_more == 4
+    assert state.scores == []
+    with pytest.raises(TypeError, match="new_scores"):
+        policy.update(state, ["high"])
+    with pytest.raises(ValueError, match="1-D"):
+        policy.update(state, [[0.5, 0.6]])
+
+
+def test_all_unscored_draws_up_to_the_budget():
+    policy = OptScale0(0.95, 0.9, n_peek=4, n_max=10)
+    run = policy.run(np.full((1, 20), np.nan))
+    assert run.n_used[0] == 10 and run.reason[0] == Stop.BUDGET
 
 
 def test_stop_on_target_and_one_shot():
@@ -113,10 +174,43 @@ def test_pool_runs_out():
     (dict(target=0.9, criterion="cost"), "cost must be > 0"),
     (dict(target=0.9, n_peek=0), "n_peek must be >= 1"),
     (dict(target=0.9, n_peek=10, n_max=5), "n_max must be >= max"),
+    (dict(target=0.9, low=np.nan), "low must be finite"),
+    (dict(target=0.9, low=-1.0, high=-2.0), "low must be < high"),
+    (dict(target=0.9, prior_std=(0.1, -0.1)), "prior_std must be > 0"),
+    (dict(target=0.9, exceedance_prior=(1.0, 0.0)), "exceedance_prior must be > 0"),
+    (dict(target=0.9, n_max=0), "n_max must be >= 1"),
+    (dict(target=np.inf), "target must be finite"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         OptScale0(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(target=0.9, n_peek=2.5), "n_peek must be an integer"),
+    (dict(target=0.9, n_max=64.0), "n_max must be an integer"),
+    (dict(target=0.9, k=True), "k must be an integer"),
+    (dict(target="0.9"), "target must be a real number"),
+    (dict(target=0.9, prior_std=0.1), "prior_std must be a pair"),
+])
+def test_bad_setting_types(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        OptScale0(**kwargs)
+
+
+def test_run_rejects_lengths_beyond_the_stored_scores():
+    policy = OptScale0(0.9)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[0, 5\]"):
+        policy.run(np.full((2, 5), 0.5), lengths=[5, 6])
+    with pytest.raises(ValueError, match="lengths must be 2 integers"):
+        policy.run(np.full((2, 5), 0.5), lengths=[2.5, 3])
+
+
+def test_prior_sigma_must_be_positive():
+    fit = optscale.fit_truncnorm(np.array([[0.9, 0.8, 0.85]] * 3), prior=(
+        np.array([0.9, 0.9, 0.9]), np.array([0.1, 0.0, -0.1])))
+    np.testing.assert_array_equal(np.asarray(fit.status),
+                                  [optscale.FitStatus.OK] + [optscale.FitStatus.INVALID] * 2)
 
 
 def test_prior_is_required_for_optscale_t():

@@ -383,7 +383,7 @@ MALFORMED = [
     (_jsonl({"samples": [{"score": 1, "correct": "yes"}]}),
      r"samples\[0\]\.correct: expected true or false, got 'yes'"),
     (_jsonl({"samples": [{"score": 1, "group": 1.5}]}),
-     r"samples\[0\]\.group: expected an integer >= -1, got 1\.5"),
+     r"samples\[0\]\.group: expected an integer in \[-1, 2147483647\], got 1\.5"),
     (_jsonl({"samples": [{"score": 1, "answer": ["1"]}]}),
      r"samples\[0\]\.answer: expected a string, got a list"),
     (_jsonl({"id": [1], "samples": [S]}), r":1: id: expected a string or a number, got a list"),
@@ -424,6 +424,25 @@ MALFORMED = [
     (_jsonl({"score": {"completions": ["a"], "scores": [0.5], "completion_tokens": [1]}},
             {"score": {"completions": ["a"], "scores": [0.5]}}),
      r":2: score\.completion_tokens: missing, but given on earlier questions"),
+    # integers beyond their storage, floats beyond float, deep nesting, bad bytes, repeated ids
+    (_jsonl({"samples": [{"score": 1, "group": 0}]}, {"samples": [{"score": 1, "group": 2**31}]}),
+     r":2: samples\[0\]\.group: expected an integer in \[-1, 2147483647\], got 2147483648"),
+    (_jsonl({"samples": [{"score": 1, "tokens": 2**63}]}),
+     r":1: samples\[0\]\.tokens: integer out of range \(at most 9223372036854775807\)"),
+    (_jsonl({"score": {"completions": ["a"], "scores": [0.5], "completion_tokens": [10**40]}}),
+     r":1: score\.completion_tokens\[0\]: integer out of range"),
+    ('{"prior": [' + "9" * 400 + ', 1], "samples": [{"score": 1}]}',
+     r":1: prior\[0\]: number too large"),
+    ('{"samples": [{"score": ' + "9" * 5000 + '}]}', r":1: invalid JSON: Exceeds the limit"),
+    (_jsonl({"samples": [S]}) + '{"samples": ' + "[" * 100_000 + "\n",
+     r"pool\.jsonl:2: invalid JSON: nested too deeply"),
+    ("[\n" + "[" * 100_000, r"pool\.jsonl:2: invalid JSON: nested too deeply"),
+    (_jsonl({"id": "a", "samples": [S]}, {"id": "b", "samples": [S]}, {"id": "a", "samples": [S]}),
+     r"pool\.jsonl:3: id: question id 'a' is already used at line 1"),
+    (_jsonl({"idx": 4, "outputs": [{"vscores": [0.5]}]}) * 2,
+     r":2: idx: question id '4' is already used at line 1"),
+    (_jsonl({"samples": [{"score": 1, "text": "\ud800"}]}),
+     r":1: samples\[0\]\.text: not valid Unicode text"),
 ]
 
 
@@ -435,6 +454,74 @@ def test_malformed(tmp_path, text, message):
         load_pool(path)
     assert str(path) in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_bytes_that_are_not_utf8_name_their_line(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_bytes(_jsonl({"samples": [S]}).encode() + b'{"id": "\xff"}\n')
+    with pytest.raises(PoolFormatError, match=r"pool\.jsonl:2: not UTF-8 text \(byte 0xff"):
+        load_pool(path)
+    path.write_bytes(b"\xef\xbb\xbf" + _jsonl({"samples": [S]}).encode())  # a BOM is fine
+    assert load_pool(path).size == 1
+
+
+def test_files_that_are_not_regular_are_refused_before_opening(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jsonl")  # opening it would block until a writer came
+    for target in (tmp_path / "pipe.jsonl", tmp_path, os.devnull):
+        with pytest.raises(PoolFormatError, match="not a regular file"):
+            load_pool(target)
+    with pytest.raises(PoolFormatError, match="not a regular file"):
+        load_pool(tmp_path / "pipe.jsonl", format="npz")
+    good = _write(tmp_path, _jsonl({"samples": [S]}))
+    with pytest.raises(PoolFormatError, match="pipe.jsonl: is a named pipe"):
+        load_pool(good, questions=tmp_path / "pipe.jsonl")
+
+
+@pytest.mark.parametrize("arrays,message", [
+    ({"lengths": [1], "answers": [[0]]}, "missing array 'scores'"),
+    ({"scores": [[0.5]], "lengths": [1], "answers": [[2**40]]}, "array 'answers' at \\(0, 0\\)"),
+    ({"scores": [[0.5]], "lengths": [1.5], "answers": [[0]]}, "array 'lengths'"),
+    ({"scores": [[0.5]], "lengths": [1], "answers": [[0]], "tokens": [[-1]]}, "array 'tokens'"),
+    ({"scores": [[0.5]], "lengths": [1], "answers": [[0]], "correct": [[2]]}, "array 'correct'"),
+    ({"scores": [["a"]], "lengths": [1], "answers": [[0]]}, "array 'scores' has dtype"),
+    ({"scores": [[0.5]], "lengths": [3], "answers": [[0]]}, "lengths must have shape"),
+    ({"scores": [[0.5]], "lengths": [1], "answers": [[0]], "meta": "[1"}, "'meta': invalid JSON"),
+    ({"scores": [[0.5]], "lengths": [1], "answers": [[0]], "meta": "[1]"}, "JSON object"),
+    ({"scores": np.zeros((0, 1)), "lengths": np.zeros(0, int), "answers": np.zeros((0, 1), int)},
+     "no questions"),
+])
+def test_malformed_npz(tmp_path, arrays, message):
+    path = tmp_path / "pool.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
+    with pytest.raises(PoolFormatError, match=message):
+        load_pool(path)
+
+
+def test_npz_archives_that_cannot_be_read(tmp_path):
+    good = tmp_path / "good.npz"
+    save_npz(Pool(np.ones((2, 2)), [2, 2], np.zeros((2, 2)), ids=("a", "b")), str(good))
+    data = good.read_bytes()
+    for name, blob, message in (("truncated.npz", data[:-30], "not a readable NPZ"),
+                                ("half.npz", data[: len(data) // 2], "not a readable NPZ"),
+                                ("text.npz", b"hello", "not a readable NPZ")):
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(PoolFormatError, match=message):
+            load_pool(tmp_path / name)
+    np.savez(tmp_path / "object.npz", scores=np.array([[0.5, None]], dtype=object),
+             lengths=[2], answers=[[0, 0]])
+    with pytest.raises(PoolFormatError, match="'scores' holds Python objects"):
+        load_pool(tmp_path / "object.npz")
+    np.savez(tmp_path / "dup.npz", scores=np.ones((2, 1)), lengths=[1, 1],
+             answers=np.zeros((2, 1), int), ids=np.array(["a", "a"]))
+    with pytest.raises(PoolFormatError, match="question id 'a' appears twice \\(rows 0 and 1\\)"):
+        load_pool(tmp_path / "dup.npz")
+    # whole numbers stored as floats still load
+    np.savez(tmp_path / "floats.npz", scores=np.ones((1, 2)), lengths=np.array([2.0]),
+             answers=np.zeros((1, 2)), correct=np.array([[1.0, 0.0]]))
+    pool = load_pool(tmp_path / "floats.npz")
+    assert pool.lengths.tolist() == [2] and pool.correct.tolist() == [[True, False]]
 
 
 def test_bad_arguments(tmp_path):

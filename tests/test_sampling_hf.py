@@ -107,6 +107,23 @@ def test_generator_counts_and_order_across_batches(lm):
     assert wide.generate(PROMPTS, 3, top_k=1) == out
 
 
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"max_new_tokens": 0}, ValueError, "max_new_tokens"),
+    ({"max_new_tokens": 2.5}, TypeError, "max_new_tokens"),
+    ({"batch_size": True}, ValueError, "batch_size"), ({"seed": -1}, ValueError, "seed"),
+    ({"system": 3}, TypeError, "system"),
+])
+def test_generator_arguments_are_checked_up_front(lm, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        HFGenerator(lm, make_tokenizer(), **kwargs)
+    gen = HFGenerator(lm, make_tokenizer(), max_new_tokens=4)
+    for n, kind in ((-1, ValueError), (1.5, TypeError), ("2", TypeError)):
+        with pytest.raises(kind, match="n must"):
+            gen.generate(PROMPTS, n)
+    with pytest.raises(TypeError, match="one string"):
+        gen.generate("abc", 1)
+
+
 def test_token_counts_match_raw_generate_output(lm, monkeypatch):
     tok = make_tokenizer()
     spy = Spy(lm, monkeypatch)

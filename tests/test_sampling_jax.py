@@ -135,6 +135,14 @@ def test_bad_arguments(tiny):
         gen.generate(["a"], 1, nucleus=0.5)
     with pytest.raises(ValueError, match="n must"):
         gen.generate(["a"], 0)
+    with pytest.raises(TypeError, match="n must"):
+        gen.generate(["a"], 1.5)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        gen.generate(["a"], 1, max_new_tokens=-2)
+    for kwargs, error in (({"max_new_tokens": 0}, ValueError), ({"batch_size": 1.5}, TypeError),
+                          ({"batch_size": 0}, ValueError), ({"pad_id": -1}, ValueError)):
+        with pytest.raises(error, match=next(iter(kwargs))):
+            make(tiny, **kwargs)
 
 
 def test_end_to_end_run(tiny):

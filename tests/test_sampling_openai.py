@@ -245,3 +245,141 @@ def test_tiny_gpt2_served_over_http():
         result = optscale.run("2+2?", gen, CallableScorer(seeded_scores),
                               optscale.OptScale0(target=0.9, n_peek=2, n_max=4), logprobs=1)
         assert result.ok and server.completions == 6 + result.n_used
+
+
+# -- reliability: deadline, size cap, malformed choices, argument checks, interrupts ------------
+
+def test_a_trickling_server_is_cut_off_at_the_deadline():
+    # one byte every 0.05 s: no single read waits long, so only a total deadline stops it
+    with OpenAIServer(EchoBackend(), token_counts="choice", trickle=0.05) as server, \
+            OpenAIGenerator(server.url, MODEL, timeout=0.6, retries=0) as gen:
+        t0 = time.monotonic()
+        with pytest.raises(OpenAIError, match="timed out after 0.6 s") as info:
+            gen.generate(["slow"], 2)
+        assert time.monotonic() - t0 < 1.5 and info.value.retryable
+        assert info.value.partial == [[]] and server.count == 1
+
+
+@pytest.mark.parametrize("send_length", [True, False])
+def test_a_response_larger_than_the_cap_is_refused(send_length):
+    body = b'{"choices": [{"text": "' + b"x" * 5000 + b'", "usage": {"completion_tokens": 1}}]}'
+    with OpenAIServer(EchoBackend(), raw_body=body, send_length=send_length) as server:
+        with OpenAIGenerator(server.url, MODEL, max_response_bytes=1000, retries=2) as gen:
+            with pytest.raises(OpenAIError, match="max_response_bytes=1000") as info:
+                gen.generate(["big"], 1)
+            assert not info.value.retryable and server.count == 1  # not retried
+        with OpenAIGenerator(server.url, MODEL) as gen:  # the default cap (16 MiB) lets it in
+            assert gen.generate(["big"], 1)[0][0].tokens == 1
+
+
+def test_unusable_bodies_are_not_retried():
+    for body in (b"not json", b'{"choices": 3}', b'{"choices": [1, 2]}', b"[" * 100000):
+        with OpenAIServer(EchoBackend(), raw_body=body) as server, \
+                OpenAIGenerator(server.url, MODEL, retries=2, backoff=0) as gen:
+            with pytest.raises(OpenAIError, match="unusable response"):
+                gen.generate(["q"], 1)
+            assert server.count == 1
+
+
+def _spoil_second_choice(chat):
+    spoiled = []
+
+    def mutate(answer):
+        if not spoiled and len(answer["choices"]) > 1:
+            spoiled.append(answer["choices"][1])
+            if chat:
+                answer["choices"][1]["message"]["content"] = ["not", "text"]
+            else:
+                answer["choices"][1]["text"] = 42
+        return answer
+    return mutate
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_a_non_string_text_fails_only_its_sample(chat):
+    with OpenAIServer(EchoBackend(), token_counts="choice", mutate=_spoil_second_choice(chat)
+                      ) as server, OpenAIGenerator(server.url, MODEL, chat=chat) as gen:
+        with pytest.raises(OpenAIError, match="not a string") as info:
+            gen.generate(["a", "b"], 3)
+        partial = [[tuple(s) for s in row] for row in info.value.partial]
+        spoiled = [p for p in "ab" if len(partial["ab".index(p)]) == 2]
+        assert len(spoiled) == 1 and server.count == 2  # the other request completed
+        for p, row in zip("ab", partial, strict=True):
+            expected = echo(p, range(3))
+            assert row == ([expected[0], expected[2]] if p in spoiled else expected)
+
+
+def test_run_keeps_the_usable_choices_and_asks_only_for_the_missing_one():
+    policy = optscale.OptScale0(target=0.9, n_peek=4, n_max=4)
+    with OpenAIServer(EchoBackend(), token_counts="choice", mutate=_spoil_second_choice(False)
+                      ) as server, OpenAIGenerator(server.url, MODEL) as gen:
+        r = optscale.run("q", gen, CallableScorer(seeded_scores), policy, backoff=0)
+        assert r.ok and r.n_used == 4 and len({s.text for s in r.samples}) == 4
+        assert [rec.body["n"] for rec in server.records] == [4, 1]
+        assert server.completions == 5  # 4 paid for in the first answer: 3 kept, 1 unusable
+
+
+def test_an_interrupt_while_waiting_hands_back_what_arrived(monkeypatch):
+    from optscale.sampling import _openai
+
+    real_wait = _openai.wait
+
+    def interrupted_wait(fs, **kw):
+        done, pending = real_wait(fs, **kw)
+        if any(f.done() and not f.cancelled() and f.exception() is None for f in done
+               if f is not None):
+            raise KeyboardInterrupt
+        return done, pending
+
+    monkeypatch.setattr(_openai, "wait", interrupted_wait)
+    with OpenAIServer(EchoBackend(), token_counts="choice",
+                      delay=lambda body: 0.0 if body["prompt"] == "p0" else 5.0) as server, \
+            OpenAIGenerator(server.url, MODEL, concurrency=3) as gen:
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt) as info:
+            gen.generate(["p0", "p1", "p2"], 2)
+        assert time.monotonic() - t0 < 2.0
+        assert [[s.text for s in row] for row in info.value.partial] == [["p0#0", "p0#1"], [], []]
+        assert server.wait_for(lambda s: not s.in_flight(), timeout=2)
+
+
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"timeout": 0}, ValueError, "timeout"), ({"timeout": float("inf")}, ValueError, "timeout"),
+    ({"timeout": 1e12}, ValueError, "timeout"),
+    ({"timeout": "5"}, TypeError, "timeout"), ({"retries": -1}, ValueError, "retries"),
+    ({"retries": 2.0}, TypeError, "retries"), ({"backoff": float("nan")}, ValueError, "backoff"),
+    ({"concurrency": 0}, ValueError, "concurrency"), ({"concurrency": True}, TypeError,
+                                                      "concurrency"),
+    ({"max_tokens": 0}, ValueError, "max_tokens"),
+    ({"max_n_per_request": 1.5}, TypeError, "max_n_per_request"),
+    ({"max_response_bytes": 0}, ValueError, "max_response_bytes"),
+    ({"headers": {"X-A": "b\r\nInjected: 1"}}, ValueError, "headers"),
+    ({"extra_body": {"x": object()}}, TypeError, "extra_body"),
+    ({"count_tokens": 3}, TypeError, "count_tokens"), ({"chat": "yes"}, TypeError, "chat"),
+    ({"model": ""}, TypeError, "model"), ({"api_key": 5}, TypeError, "api_key"),
+])
+def test_constructor_arguments_are_checked_up_front(kwargs, error, name):
+    args = {"model": MODEL, **kwargs}
+    with pytest.raises(error, match=name):
+        OpenAIGenerator("http://127.0.0.1:9/v1", **args)
+
+
+def test_generate_arguments_are_checked():
+    with OpenAIServer(EchoBackend(), token_counts="choice") as server, \
+            OpenAIGenerator(server.url, MODEL) as gen:
+        for n, error in ((-1, ValueError), (1.5, TypeError), (True, TypeError)):
+            with pytest.raises(error, match="n must"):
+                gen.generate(["a"], n)
+        with pytest.raises(TypeError, match=r"prompts\[1\]"):
+            gen.generate(["a", None], 1)
+        assert server.count == 0
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIGenerator("http://127.0.0.1:99999/v1", MODEL)
+
+
+def test_retry_waits_are_capped():
+    from optscale.sampling._openai import _retry_delay
+
+    assert [_retry_delay(1.0, k, None) for k in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert _retry_delay(0.5, 0, 1e9) == 30 and _retry_delay(0.5, 0, 3.0) == 3.0
+    assert _retry_delay(60.0, 5, None) == 60.0 and _retry_delay(0.5, 10**6, None) == 30

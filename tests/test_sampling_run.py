@@ -140,6 +140,14 @@ def test_bad_generator_output():
     gen = CallableGenerator(lambda prompts, n: [[("x", -1)] * n for _ in prompts])
     r = optscale.run("q", gen, CallableScorer(seeded_scores), POLICY, retries=0)
     assert isinstance(r.error, ValueError) and "tokens: int >= 0" in str(r.error)
+    assert r.n_used == 0
+    wrong = CallableGenerator(lambda prompts, n: [[("x", 1)] * n])  # one list for two prompts
+    for res in optscale.run_batch(["a", "b"], wrong, CallableScorer(seeded_scores), POLICY,
+                                  retries=0):
+        assert isinstance(res.error, ValueError) and "one per prompt" in str(res.error)
+    bad_scores = CallableScorer(lambda p, t: ["high"] * len(t))
+    r = optscale.run("q", CountingGenerator(), bad_scores, POLICY, retries=0)
+    assert isinstance(r.error, ValueError) and r.n_used == 4 and r.scores == ()
     empty = CallableGenerator(lambda prompts, n: [[] for _ in prompts])
     r = optscale.run("q", empty, CallableScorer(seeded_scores), POLICY, retries=0)
     assert isinstance(r.error, RuntimeError) and r.n_used == 0 and r.answer is None
@@ -160,7 +168,7 @@ def test_prior_policy_and_argument_checks():
                            policy, priors=[(0.9, 0.1)])
 
 
-def test_partial_results_of_a_failed_call_are_kept_and_not_redrawn():
+def test_partial_results_of_a_failed_call_are_kept_and_only_the_rest_redrawn():
     class PartialError(RuntimeError):
         pass
 
@@ -176,9 +184,175 @@ def test_partial_results_of_a_failed_call_are_kept_and_not_redrawn():
 
     r = optscale.run("hard: z", CallableGenerator(fn), CallableScorer(seeded_scores), POLICY,
                      retries=3, backoff=0)
-    assert isinstance(r.error, PartialError)
-    assert len(calls) == 2  # not retried: the partial samples were paid for
+    assert r.ok and calls[2] == calls[1] - 2  # the retry asked only for the missing samples
+    texts = [s.text for s in r.samples]
+    assert texts[4:6] == ["hard: z|late0", "hard: z|late1"] and len(set(texts)) == len(texts)
+    assert r.n_used == sum(calls) - (calls[1] - 2) == len(r.scores)
+    calls.clear()
+    r = optscale.run("hard: z", CallableGenerator(fn), CallableScorer(seeded_scores), POLICY,
+                     retries=0, backoff=0)
+    assert isinstance(r.error, PartialError) and len(calls) == 2  # no retries: kept, stopped
     assert r.n_used == 6 and len(r.scores) == 6 and r.tokens == 30
+
+
+class Malformed:
+    """Every call returns its ``n`` samples per prompt, but sample ``j`` is malformed when ``j``
+    is in ``bad`` (a non-string text, a negative or missing token count, a bare string), on the
+    first ``times`` calls; counts every well-formed sample it produced."""
+
+    KINDS = [(42, 3), ("text", -1), "bare", ("text", 2.5), ("a", 1, 2), None]
+
+    def __init__(self, bad=(1, 3), times=2):
+        self.bad, self.times = bad, times
+        self.calls, self.produced = [], []
+
+    def generate(self, prompts, n, **sampling):
+        self.calls.append((list(prompts), n))
+        out = []
+        for p in prompts:
+            row = []
+            for j in range(n):
+                if len(self.calls) <= self.times and j in self.bad:
+                    row.append(self.KINDS[(len(self.calls) + j) % len(self.KINDS)])
+                else:
+                    s = Sample(f"{p}|{len(self.calls)}.{j}", 3)
+                    self.produced.append(s)
+                    row.append(s)
+            out.append(row)
+        return out
+
+
+def test_malformed_samples_keep_the_well_formed_ones_and_only_the_rest_is_asked_for():
+    gen = Malformed()
+    results = optscale.run_batch(["hard: a", "hard: b"], gen, CallableScorer(seeded_scores),
+                                 POLICY, retries=2, backoff=0)
+    assert all(r.ok for r in results)
+    kept = [s for r in results for s in r.samples]
+    assert sorted(kept) == sorted(gen.produced)  # every well-formed sample paid for is kept
+    # the first call's 2 bad samples per prompt are asked for again, and only they
+    assert gen.calls[0][1] == 4 and gen.calls[1] == (["hard: a", "hard: b"], 2)
+    for r in results:
+        assert len(r.scores) == r.n_used and r.n_used <= POLICY.n_max
+
+
+def test_malformed_samples_after_the_last_retry_end_the_question_with_what_it_has():
+    gen = Malformed(bad=(0, 1, 2), times=10)
+    r = optscale.run("hard: c", gen, CallableScorer(seeded_scores), POLICY, retries=1, backoff=0)
+    assert isinstance(r.error, ValueError) and "expected (text: str" in str(r.error)
+    assert [s.text for s in r.samples] == [s.text for s in gen.produced]  # none lost
+    assert len(r.scores) == r.n_used == 1 and [n for _, n in gen.calls] == [4, 3]
+
+
+def test_more_samples_than_asked_are_cut_to_n():
+    gen = CallableGenerator(lambda prompts, n: [[(f"x{i}", 1) for i in range(n + 3)]
+                                                for _ in prompts])
+    r = optscale.run("q", gen, CallableScorer(seeded_scores),
+                     optscale.OptScale0(target=0.9, n_peek=4, n_max=4), retries=0)
+    assert r.ok and r.n_used == 4
+
+
+class Stopping:
+    """Delivers normally, then raises ``exc`` on call ``at`` (with ``partial`` attached)."""
+
+    def __init__(self, exc, at=2, partial=1):
+        self.exc, self.at, self.partial_n = exc, at, partial
+        self.calls = 0
+
+    def generate(self, prompts, n, **sampling):
+        self.calls += 1
+        if self.calls == self.at:
+            self.exc.partial = [[Sample(f"{p}|cut{i}", 2) for i in range(self.partial_n)]
+                                for p in prompts]
+            raise self.exc
+        return [[Sample(f"{p}|{self.calls}.{i}", 2) for i in range(n)] for p in prompts]
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3)])
+def test_an_interrupt_hands_back_every_sample_drawn(exc):
+    gen = Stopping(exc)
+    questions = ["hard: a", "easy: b", "hard: c"]
+    with pytest.raises(type(exc)) as info:
+        optscale.run_batch(questions, gen, CallableScorer(seeded_scores), POLICY, retries=0)
+    partial = info.value.partial_results
+    assert [r.question for r in partial] == questions
+    easy = partial[1]
+    assert easy.ok and easy.n_used == 4  # finished before the interrupt: a normal result
+    for r in (partial[0], partial[2]):
+        assert r.error is info.value and not r.ok
+        texts = [s.text for s in r.samples]
+        assert texts[-1] == f"{r.question}|cut0"  # delivered with the interrupt: kept
+        assert len(r.scores) == r.n_used - 1  # ... but not scored
+    # run(): the single result as well
+    with pytest.raises(type(exc)) as info:
+        optscale.run("hard: z", Stopping(exc, at=2), CallableScorer(seeded_scores), POLICY)
+    assert info.value.partial_result.n_used == 5 and info.value.partial_results[0].n_used == 5
+
+
+def test_an_interrupt_in_the_scorer_keeps_the_unscored_samples():
+    calls = []
+
+    def scorer(prompt, texts):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return seeded_scores(prompt, texts)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        optscale.run("hard: y", CountingGenerator(), CallableScorer(scorer), POLICY)
+    r = info.value.partial_result
+    assert len(r.scores) == 4 and r.n_used == 4 + calls[1] and r.best_index is not None
+
+
+class FailingPolicy(optscale.OptScale0):
+    """Raises on its second update with scores (after the peek and one more round)."""
+
+    def update(self, state, scores=None):
+        if scores is not None and len(state.scores) >= 4:
+            raise ValueError("policy broke")
+        return super().update(state, scores)
+
+
+def test_a_policy_error_ends_its_question_with_everything_kept():
+    policy = FailingPolicy(target=0.9, confidence=0.9, n_peek=4, n_max=32)
+    results = optscale.run_batch(["hard: a", "easy: b"], CountingGenerator(),
+                                 CallableScorer(seeded_scores), policy)
+    hard, easy = results
+    assert isinstance(hard.error, ValueError) and "policy broke" in str(hard.error)
+    assert hard.n_used > 4 and len(hard.scores) == hard.n_used  # scored, then the policy failed
+    assert easy.ok
+
+
+def test_backoff_is_capped(monkeypatch):
+    from optscale.sampling import _run
+
+    slept = []
+    monkeypatch.setattr(_run.time, "sleep", slept.append)
+    gen = CountingGenerator(fail_on_call=1, fail_times=100)
+    r = optscale.run("q", gen, CallableScorer(seeded_scores), POLICY, retries=9, backoff=1.0)
+    assert isinstance(r.error, ConnectionError) and len(gen.calls) == 10
+    assert slept == [1, 2, 4, 8, 16, 30, 30, 30, 30]
+    slept.clear()
+    optscale.run("q", CountingGenerator(fail_on_call=1, fail_times=100),
+                 CallableScorer(seeded_scores), POLICY, retries=3, backoff=45.0)
+    assert slept == [45, 45, 45]  # a first wait longer than the cap is kept, never grown
+    assert _run._delay(0.5, 10**6) == _run.MAX_BACKOFF  # no overflow on huge attempt numbers
+
+
+@pytest.mark.parametrize("kwargs,error,name", [
+    ({"retries": -1}, ValueError, "retries"), ({"retries": 1.5}, TypeError, "retries"),
+    ({"retries": True}, TypeError, "retries"), ({"backoff": float("nan")}, ValueError, "backoff"),
+    ({"backoff": -1}, ValueError, "backoff"), ({"backoff": "1"}, TypeError, "backoff"),
+    ({"backoff": 1e12}, ValueError, "backoff"),
+])
+def test_run_arguments_are_checked_up_front(kwargs, error, name):
+    gen = CountingGenerator()
+    with pytest.raises(error, match=name):
+        optscale.run("q", gen, CallableScorer(seeded_scores), POLICY, **kwargs)
+    assert gen.calls == []
+    with pytest.raises(TypeError, match="one string"):
+        optscale.run_batch("abc", gen, CallableScorer(seeded_scores), POLICY)
+    with pytest.raises(TypeError, match=r"questions\[1\]"):
+        optscale.run_batch(["a", 2], gen, CallableScorer(seeded_scores), POLICY)
 
 
 def test_prior_policy_takes_priors_from_its_predictor_in_one_batch():

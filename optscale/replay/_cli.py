@@ -1,60 +1,98 @@
 """``optscale replay``, ``optscale diagnose`` and ``optscale demo``: the replay harness on the
-command line."""
+command line.
+
+Errors follow the rule of :mod:`optscale.cli` (one line, exit status 2); options are checked
+when parsed (``--orders`` >= 1, ``--folds`` >= 2, budgets >= 1, ...), and ``--folds`` larger
+than the pool's number of questions is lowered to it, with a note on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import warnings
 
 from optscale.replay._methods import DEFAULT_METHODS, Method, standard_methods
 from optscale.replay._protocol import evaluate
+from optscale.replay._readers import FORMATS
 from optscale.replay._report import markdown_summary, write_report
 
 __all__ = ["add_commands"]
 
+# make_rows holds a few arrays of questions x orders x samples: beyond this it is an error, not
+# an out-of-memory kill
+MAX_REPLAY_CELLS = 2**28
+
+
 def _methods(arg: str, budgets: list[int]) -> list[Method]:
+    from optscale.cli import CLIError
+
     known = standard_methods(budgets)
     keys = [k.strip().lower() for k in arg.split(",") if k.strip()]
     unknown = [k for k in keys if k not in known]
     if unknown or not keys:
-        raise SystemExit(f"optscale: --methods takes a comma-separated list of "
-                         f"{', '.join(known)}; got {arg!r}")
+        raise CLIError(f"--methods takes a comma-separated list of {', '.join(known)}; "
+                       f"got {arg[:80]!r}")
     if "bon" not in keys:
         keys.insert(0, "bon")  # every setting is chosen against Best-of-N: it always runs
     return [known[k] for k in dict.fromkeys(keys)]
 
 
+def _folds(pool, args: argparse.Namespace) -> tuple[int, str]:
+    """--folds, lowered to the number of questions where it is larger, and the note saying so
+    (printed once the replay has run: an error must stay the only line)."""
+    from optscale.cli import CLIError
+
+    if pool.size < 2:
+        raise CLIError(f"the pool has {pool.size} question(s): held-out evaluation needs at "
+                       "least 2 (settings are chosen on some questions and reported on others)")
+    if args.folds > pool.size:
+        return pool.size, (f"optscale {args.command}: --folds {args.folds} is more than the "
+                           f"pool's {pool.size} questions; using --folds {pool.size}")
+    return args.folds, ""
+
+
 def _run(pool, methods: list[Method], args, title: str, appendix: str = "") -> int:
+    from optscale.cli import CLIError, output_folder
+
+    folds, note = _folds(pool, args)
+    cells = pool.size * pool.width * args.orders
+    if cells > MAX_REPLAY_CELLS:
+        raise CLIError(f"--orders {args.orders}: {pool.size} questions x {pool.width} samples x "
+                       f"{args.orders} orders is more than {MAX_REPLAY_CELLS} sample slots; "
+                       "lower --orders")
     start = time.perf_counter()
-    ev = evaluate(pool, methods, orders=args.orders, folds=args.folds, seed=args.seed,
+    ev = evaluate(pool, methods, orders=args.orders, folds=folds, seed=args.seed,
                   tolerance=args.tolerance, verifier_tokens=args.verifier_tokens,
                   progress=not args.quiet)
     elapsed = time.perf_counter() - start
+    with output_folder(args.out, "--out") as staging, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # matplotlib's layout notes: not the user's concern
+        written = write_report(ev, staging, title)
+        if appendix:
+            with open(written[0], "a", encoding="utf-8") as fh:  # report.md
+                fh.write(appendix)
+    if note:
+        print(note, file=sys.stderr)
     print(markdown_summary(ev, title))
-    written = write_report(ev, args.out, title)
-    if appendix:
-        with open(written[0], "a") as fh:  # report.md
-            fh.write(appendix)
+    final = [os.path.join(args.out, os.path.basename(p)) for p in written]
     print(f"Replayed {pool.size} questions x {args.orders} orders, {len(ev.settings)} settings "
-          f"in {elapsed:.1f} s; wrote {', '.join(written)}", file=sys.stderr)
+          f"in {elapsed:.1f} s; wrote {', '.join(final)}", file=sys.stderr)
     return 0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from optscale.cli import CLIError
     from optscale.replay._readers import load_pool
 
     methods = _methods(args.methods, args.budgets)
-    try:
-        pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate,
-                         questions=args.gold)
-    except (ValueError, OSError, ImportError) as err:
-        print(f"optscale replay: {err}", file=sys.stderr)
-        return 2
+    pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate,
+                     questions=args.gold)
     if pool.correct is None:
-        print(f"optscale replay: {args.pool} has no correctness labels and no gold answers "
-              "to grade against", file=sys.stderr)
-        return 2
+        raise CLIError(f"{args.pool} has no correctness labels and no gold answers to grade "
+                       "against (--gold FILE gives them)")
     return _run(pool, methods, args, f"Replay of {args.pool}")
 
 
@@ -68,64 +106,120 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return _run(pool, methods, args, "optscale demo: simulated MATH500-like pool", appendix)
 
 
+def _cell(value: float, spec: str) -> str:
+    import math
+
+    return format(value, spec) if math.isfinite(value) else "n/a"
+
+
 def _cmd_diagnose(args: argparse.Namespace) -> int:
     import numpy as np
 
     from optscale._policy import OptScale0
+    from optscale.cli import CLIError, precision
     from optscale.replay._readers import load_pool
 
-    try:
-        pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate)
-    except (ValueError, OSError, ImportError) as err:
-        print(f"optscale diagnose: {err}", file=sys.stderr)
-        return 2
-    low = min(0.0, float(np.nanmin(pool.scores)))
-    high = max(1.0, float(np.nanmax(pool.scores)))
+    pool = load_pool(args.pool, format=args.format, aggregate=args.aggregate)
+    if np.any(pool.lengths < 1):
+        raise CLIError(f"question {pool.ids[int(np.argmin(pool.lengths))]!r} of {args.pool} "
+                       "has no scores")
     mask = np.arange(pool.scores.shape[1])[None, :] < pool.lengths[:, None]
-    choice, gof = OptScale0(target=high, low=low, high=high).diagnose(
-        np.where(mask, pool.scores, low), mask)
+    lo_score, hi_score = float(np.nanmin(pool.scores)), float(np.nanmax(pool.scores))
+    low = min(0.0, lo_score) if args.low is None else args.low
+    high = max(1.0, hi_score) if args.high is None else args.high
+    if not low < high:
+        raise CLIError(f"--low {low:g} must be below --high {high:g}")
+    outside = mask & ((pool.scores < low) | (pool.scores > high))
+    if outside.any():
+        q, j = (int(v[0]) for v in np.nonzero(outside))
+        raise CLIError(f"question {pool.ids[q]!r} has the score {pool.scores[q, j]:g} outside "
+                       f"--low/--high [{low:g}, {high:g}]")
+    with precision(np.float64):
+        choice, gof = OptScale0(target=high, low=low, high=high).diagnose(
+            np.where(mask, pool.scores, low), mask)
     names = choice.families
-    print(f"Score families on {args.pool} ({pool.size} questions; range [{low:g}, {high:g}]; "
-          "BIC per question, lower is better; KS p-value of each fitted family, small = the "
-          "family does not describe the scores)\n")
+    info = np.asarray(choice.information, np.float64)  # [families, questions]
+    pvalue = np.stack([np.asarray(gof[f].pvalue, np.float64) for f in names])
+    fitted = np.isfinite(info) & np.isfinite(pvalue)  # [families, questions]
+    widened = (args.low is None and lo_score < 0) or (args.high is None and hi_score > 1)
+    why = ""
+    if widened:
+        extreme = np.nanargmax(np.abs(np.where(mask, pool.scores - 0.5, np.nan)))
+        q, j = np.unravel_index(extreme, pool.scores.shape)
+        why = (f" (widened from [0, 1] to hold the score {pool.scores[q, j]:g} of question "
+               f"{pool.ids[q]!r})")
+    if not fitted.any():
+        raise CLIError(f"no family could be fitted to any question of {args.pool} on the score "
+                       f"range [{low:g}, {high:g}]{why}; give the verifier's range with "
+                       "--low/--high, or remove the outlying score")
+    print(f"Score families on {args.pool} ({pool.size} questions; range [{low:g}, {high:g}]"
+          f"{why}; BIC per question, lower is better; KS p-value of each fitted family, small = "
+          "the family does not describe the scores; n/a = the fit failed)\n")
     print("| question | scores | chosen | " + " | ".join(f"BIC {f}" for f in names) + " | "
           + " | ".join(f"KS p {f}" for f in names) + " |")
     print("|---|---:|---|" + "---:|" * (2 * len(names)))
+    chosen = []
+    notes = []
     for q in range(pool.size):
-        bic = " | ".join(f"{choice.information[i, q]:.1f}" for i in range(len(names)))
-        ks = " | ".join(f"{gof[f].pvalue[q]:.2g}" for f in names)
-        print(f"| {pool.ids[q]} | {pool.lengths[q]} | {choice.chosen[q]} | {bic} | {ks} |")
-    rejected = {f: float(np.mean(gof[f].pvalue < args.alpha)) for f in names}
-    counts = {f: choice.chosen.count(f) for f in names}
+        ok = fitted[:, q]
+        best = names[int(np.argmin(np.where(ok, info[:, q], np.inf)))] if ok.any() else "n/a"
+        chosen.append(best)
+        bic = " | ".join(_cell(info[i, q], ".1f") if ok[i] else "n/a" for i in range(len(names)))
+        ks = " | ".join(_cell(pvalue[i, q], ".2g") if ok[i] else "n/a" for i in range(len(names)))
+        print(f"| {pool.ids[q]} | {pool.lengths[q]} | {best} | {bic} | {ks} |")
+        if not ok.all():
+            failed = ", ".join(f for f, good in zip(names, ok, strict=True) if not good)
+            scores = pool.scores[q, :pool.lengths[q]]
+            notes.append(f"- question {pool.ids[q]}: no finite fit for {failed} (its scores lie "
+                         f"in [{scores.min():g}, {scores.max():g}] of the range [{low:g}, "
+                         f"{high:g}])")
+    counts = {f: chosen.count(f) for f in names}
+    rejected = {f: float(np.mean(pvalue[i, fitted[i]] < args.alpha)) if fitted[i].any()
+                else float("nan") for i, f in enumerate(names)}
     print("\nChosen by BIC: " + ", ".join(f"{f} {n}" for f, n in counts.items())
           + f". Rejected by KS at {args.alpha:g}: "
-          + ", ".join(f"{f} {100 * r:.0f} %" for f, r in rejected.items()) + ".")
+          + ", ".join(f"{f} {_cell(100 * r, '.0f')}{' %' if np.isfinite(r) else ''}"
+                      for f, r in rejected.items())
+          + " (of the questions it was fitted to).")
+    if widened:
+        notes.append(f"- the score range{why} is the same for every question: if that score is "
+                     "an outlier, the other questions' fits are not meaningful; give the "
+                     "verifier's range with --low/--high")
+    if notes:
+        print("\n" + "\n".join(notes))
     return 0
 
 
 def _common(p: argparse.ArgumentParser, out: str) -> None:
+    from optscale.cli import float_arg, int_arg, int_list_arg, output_dir
+
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated, from {', '.join(standard_methods())} (default: all "
                    "but optscale0-seq; bon always runs)")
-    p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")],
-                   default=[8, 16, 32, 64], help="maximum samples per question to compare at "
-                   "(default 8,16,32,64)")
-    p.add_argument("--orders", type=int, default=20, help="random sample orders (default 20)")
-    p.add_argument("--folds", type=int, default=5, help="calibration folds (default 5)")
-    p.add_argument("--tolerance", type=float, default=0.0,
+    p.add_argument("--budgets", type=int_list_arg(1), default=[8, 16, 32, 64],
+                   help="maximum samples per question to compare at (default 8,16,32,64)")
+    p.add_argument("--orders", type=int_arg(1), default=20,
+                   help="random sample orders, >= 1 (default 20)")
+    p.add_argument("--folds", type=int_arg(2), default=5,
+                   help="calibration folds, >= 2 (default 5; lowered to the number of questions "
+                   "when the pool has fewer)")
+    p.add_argument("--tolerance", type=float_arg(0.0, 1.0, open_hi=True), default=0.0,
                    help="accuracy a chosen setting may give up against BoN on the calibration "
-                   "folds (default 0)")
-    p.add_argument("--verifier-tokens", dest="verifier_tokens", type=float, default=0.0,
-                   help="cost of scoring one sample in output-token equivalents, charged to "
-                   "methods that use the verifier (default 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=out, help=f"output folder (default {out})")
+                   "folds, in [0, 1) (default 0)")
+    p.add_argument("--verifier-tokens", dest="verifier_tokens", type=float_arg(0.0),
+                   default=0.0, help="cost of scoring one sample in output-token equivalents, "
+                   "charged to methods that use the verifier (default 0)")
+    p.add_argument("--seed", type=int_arg(0, 2**63 - 1), default=0)
+    p.add_argument("--out", type=output_dir, default=out,
+                   help=f"output folder (default {out}; not a symlink)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def _pool_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("pool", help="pool file")
-    p.add_argument("--format", default="auto",
+    from optscale.cli import input_file
+
+    p.add_argument("pool", type=input_file, help="pool file")
+    p.add_argument("--format", default="auto", choices=FORMATS,
                    help="auto (default), jsonl, npz, search-and-learn, ovm, optscale-ref")
     p.add_argument("--aggregate", default="last", choices=("min", "last", "prod", "mean"),
                    help="how per-step PRM scores become one score (default last)")
@@ -133,14 +227,17 @@ def _pool_args(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub) -> None:
     """Register ``replay``, ``diagnose`` and ``demo`` on the ``optscale`` sub-command parser."""
+    from optscale.cli import float_arg, input_file, int_arg
+
     p = sub.add_parser("replay", help="evaluate methods on a stored completion pool",
                        description="Replay Best-of-N, self-consistency baselines and OptScale "
                        "policies on a completion pool (optscale JSONL, NPZ, search-and-learn, "
                        "OVM or OptScale-reference format) and write a report.")
     _pool_args(p)
-    p.add_argument("--gold", help="benchmark file with gold answers by position (JSON array or "
-                   "lines of {problem|question, answer}), for pools that keep them apart, such "
-                   "as the OptScale reference's")
+    p.add_argument("--gold", type=input_file,
+                   help="benchmark file with gold answers by position (JSON array or lines of "
+                   "{problem|question, answer}), for pools that keep them apart, such as the "
+                   "OptScale reference's")
     _common(p, "optscale-replay")
     p.set_defaults(func=_cmd_replay)
 
@@ -148,16 +245,23 @@ def add_commands(sub) -> None:
                        description="Fit the truncated normal, Beta and two-component mixture to "
                        "every question's scores in a pool and print BIC and the KS goodness of "
                        "fit per family: whether the paper's truncated normal suits this "
-                       "verifier, and which family= to give the policies.")
+                       "verifier, and which family= to give the policies. A fit that fails is "
+                       "shown as n/a with a note; when none succeeds the command fails.")
     _pool_args(p)
-    p.add_argument("--alpha", type=float, default=0.05,
-                   help="KS level for the rejection summary (default 0.05)")
+    p.add_argument("--alpha", type=float_arg(0.0, 1.0, open_lo=True, open_hi=True),
+                   default=0.05, help="KS level for the rejection summary (default 0.05)")
+    p.add_argument("--low", type=float_arg(), help="lower end of the score range (default: 0, "
+                   "or the lowest score if below)")
+    p.add_argument("--high", type=float_arg(), help="upper end of the score range (default: 1, "
+                   "or the highest score if above)")
     p.set_defaults(func=_cmd_diagnose)
 
     p = sub.add_parser("demo", help="replay the built-in simulated pool (no data needed)",
                        description="Generate the calibrated simulated pool (labelled as such), "
                        "replay every method on it and print the table.")
-    p.add_argument("--questions", type=int, default=500, help="default 500")
-    p.add_argument("--samples", type=int, default=64, help="samples per question (default 64)")
+    p.add_argument("--questions", type=int_arg(2, 10**6), default=500,
+                   help="default 500 (at least 2: settings are chosen on held-out folds)")
+    p.add_argument("--samples", type=int_arg(1, 10**5), default=64,
+                   help="samples per question (default 64)")
     _common(p, "optscale-demo")
     p.set_defaults(func=_cmd_demo)

@@ -142,10 +142,17 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
                          "it can be graded")
     if pool.size == 0 or np.any(pool.lengths < 1):
         raise ValueError("pool: every question needs at least one sample")
+    for name, value in (("orders", orders), ("folds", folds)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an integer; got {value!r}")
     if orders < 1:
         raise ValueError(f"orders must be >= 1; got {orders}")
+    if pool.size < 2:
+        raise ValueError(f"folds: held-out evaluation needs at least 2 questions; the pool has "
+                         f"{pool.size}")
     if not 2 <= folds <= pool.size:
-        raise ValueError(f"folds must lie in [2, number of questions = {pool.size}]; got {folds}")
+        raise ValueError(f"folds must lie in [2, number of questions = {pool.size}]; got {folds} "
+                         f"(with {pool.size} questions, use folds={min(max(folds, 2), pool.size)})")
     for name, value in (("tolerance", tolerance), ("match_tolerance", match_tolerance)):
         if not 0 <= value < 1:
             raise ValueError(f"{name} must lie in [0, 1); got {value}")

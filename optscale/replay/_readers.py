@@ -50,11 +50,15 @@ format may also be a JSON array of records. ``aggregate`` (``min``, ``last``, ``
 "format": ..., "aggregate": ...}`` (aggregate None where no step scores were aggregated); a file
 that carries its own metadata (NPZ, or JSONL written by write_jsonl) keeps it, these three keys
 filled in only where missing. Malformed input raises :class:`PoolFormatError` (a ValueError)
-naming the file, the 1-based line and the field.
+naming the file, the 1-based line and the field: invalid JSON or UTF-8, nesting deeper than
+the JSON parser allows, numbers out of range (``tokens`` beyond int64, ``group`` beyond int32, a
+number too large for a float), a question id given twice (both lines named), a file that is not
+a regular file (a FIFO, a folder, a device: refused before it is opened).
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import math
@@ -66,16 +70,20 @@ from typing import Any, NoReturn
 import numpy as np
 
 from optscale.replay._grading import extract_boxed, extract_final_answer, grade, group_answers
-from optscale.replay._pool import Pool, load_npz
+from optscale.replay._pool import (
+    Pool,
+    PoolFormatError,
+    check_regular_file,
+    duplicate_id,
+    load_npz,
+)
 
 __all__ = ["AGGREGATES", "FORMATS", "PoolFormatError", "load_pool", "write_jsonl"]
 
 AGGREGATES = ("min", "last", "prod", "mean")
 FORMATS = ("auto", "jsonl", "npz", "search-and-learn", "ovm", "optscale-ref")
-
-
-class PoolFormatError(ValueError):
-    """A malformed pool file; the message names the file, the 1-based line and the field."""
+INT64_MAX = 2**63 - 1  # tokens are stored as int64
+INT32_MAX = 2**31 - 1  # answer codes (group) as int32
 
 
 # -- records -----------------------------------------------------------------------------------
@@ -94,10 +102,33 @@ class _Where:
 _WS = re.compile(r"\s*")
 
 
+def _read_text(path: str) -> str:
+    """The file as text: a regular file, UTF-8 (a BOM is skipped); bad bytes name their line."""
+    check_regular_file(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise PoolFormatError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at "
+                              f"byte {column} of the line)") from None
+
+
+def _json_problem(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"invalid JSON: {err.msg} (column {err.colno})"
+    if isinstance(err, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {str(err)[:200]}"  # e.g. an integer of more than 4300 digits
+
+
 def _records(path: str) -> list[tuple[int, Any]]:
     """(1-based line, decoded record) of every record of a JSON-lines file or a JSON array."""
-    with open(path, encoding="utf-8-sig") as f:
-        text = f.read()
+    text = _read_text(path)
     start = _WS.match(text).end()
     records: list[tuple[int, Any]] = []
     if text.startswith("[", start):
@@ -109,9 +140,8 @@ def _records(path: str) -> list[tuple[int, Any]]:
                 continue
             try:
                 records.append((number, json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise PoolFormatError(f"{path}:{number}: invalid JSON: {err.msg} "
-                                      f"(column {err.colno})") from None
+            except (ValueError, RecursionError) as err:
+                raise PoolFormatError(f"{path}:{number}: {_json_problem(err)}") from None
     if not records:
         raise PoolFormatError(f"{path}: no records (empty file)")
     return records
@@ -128,8 +158,10 @@ def _array_records(path: str, text: str, start: int) -> list[tuple[int, Any]]:
         try:
             record, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise PoolFormatError(f"{path}:{err.lineno}: invalid JSON: {err.msg} "
-                                  f"(column {err.colno})") from None
+            raise PoolFormatError(f"{path}:{err.lineno}: {_json_problem(err)}") from None
+        except (ValueError, RecursionError) as err:
+            lineno = line + text.count("\n", counted, pos)
+            raise PoolFormatError(f"{path}:{lineno}: {_json_problem(err)}") from None
         line += text.count("\n", counted, pos)
         counted = pos
         records.append((line, record))
@@ -158,6 +190,8 @@ def _show(value: Any) -> str:
         return "a list"
     if isinstance(value, str) and len(value) > 40:
         return repr(value[:40] + "...")
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {len(str(abs(value)))} digits"
     return repr(value)
 
 
@@ -168,7 +202,10 @@ def _is_number(value: Any) -> bool:
 def _number(at: _Where, field: str, value: Any) -> float:
     if not _is_number(value):
         at.fail(field, f"expected a number, got {_show(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        at.fail(field, "number too large (beyond the float range)")
     if not math.isfinite(value):
         at.fail(field, f"expected a finite number, got {value}")
     return value
@@ -185,13 +222,28 @@ def _count(at: _Where, field: str, value: Any) -> int:
         at.fail(field, f"expected a non-negative integer, got {_show(value)}")
     if value < 0:
         at.fail(field, f"expected a non-negative integer, got {value}")
+    if value > INT64_MAX:
+        at.fail(field, f"integer out of range (at most {INT64_MAX}), got {_show(value)}")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode(at: _Where, field: str, value: str) -> str:
+    """``value`` if it is valid Unicode: JSON's ``\\ud800`` escapes can make a lone surrogate,
+    which no UTF-8 output (a report, the terminal) can hold."""
+    if _SURROGATE.search(value):
+        at.fail(field, "not valid Unicode text (a lone surrogate, such as the escape \\ud800)")
     return value
 
 
 def _text(at: _Where, field: str, value: Any, numbers: bool = False) -> str | None:
     """A string (None stays None; numbers become text where ``numbers``)."""
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
+    if isinstance(value, str):
+        return _unicode(at, field, value)
     if numbers and _is_number(value):
         return str(value)
     at.fail(field, f"expected a string, got {_show(value)}")
@@ -238,7 +290,10 @@ class _Score:
         steps = _list(at, field, value, "step scores")
         values = [_number(at, f"{field}[{k}]", v) for k, v in enumerate(steps)]
         self.used = True
-        score = _aggregate(values, self.aggregate)
+        try:
+            score = _aggregate(values, self.aggregate)
+        except OverflowError:  # math.fsum of huge values
+            score = math.inf
         if not math.isfinite(score):
             at.fail(field, f"the {self.aggregate} of the step scores is not finite")
         return score
@@ -278,6 +333,8 @@ def _gold_answer(gold: str | None) -> str | None:
 class _Question:
     id: str
     scores: list[float]
+    line: int = 0  # of its record, for errors
+    id_field: str = "id"
     answers: list[str | None] | None = None  # final-answer text, grouped on assembly
     groups: list[int] | None = None  # answer codes given by the file
     correct: list[bool] | None = None
@@ -323,7 +380,9 @@ def _assemble(questions: list[_Question], meta: dict[str, Any]) -> Pool:
 def _ident(at: _Where, value: Any, default: int) -> str:
     if value is None:
         return str(default)
-    if isinstance(value, str) or _is_number(value):
+    if isinstance(value, str):
+        return _unicode(at, "id", value)
+    if _is_number(value):
         return str(value)
     at.fail("id", f"expected a string or a number, got {_show(value)}")
 
@@ -347,7 +406,7 @@ def _read_jsonl(path: str, records: list[tuple[int, Any]], score: _Score
         at = _Where(path, line)
         record = _object(at, None, record)
         samples = _list(at, "samples", _required(at, record, "samples"), "samples")
-        x = _Question(_ident(at, record.get("id"), index), [],
+        x = _Question(_ident(at, record.get("id"), index), [], line,
                       question=_text(at, "question", record.get("question")),
                       gold=_gold_answer(_text(at, "gold", record.get("gold"), numbers=True)))
         if has_prior.check(at, "prior", record.get("prior") is not None):
@@ -377,8 +436,10 @@ def _read_jsonl(path: str, records: list[tuple[int, Any]], score: _Score
                 code = sample["group"]
                 if code is None:
                     code = -1
-                if not isinstance(code, int) or isinstance(code, bool) or code < -1:
-                    at.fail(f"{field}.group", f"expected an integer >= -1, got {_show(code)}")
+                if not isinstance(code, int) or isinstance(code, bool) or \
+                        not -1 <= code <= INT32_MAX:
+                    at.fail(f"{field}.group", f"expected an integer in [-1, {INT32_MAX}], got "
+                                              f"{_show(code)}")
                 groups.append(code)
             text = _text(at, f"{field}.text", sample.get("text"))
             any_answer = any_answer or "answer" in sample or "text" in sample
@@ -412,7 +473,7 @@ def _read_search_and_learn(path: str, records: list[tuple[int, Any]], score: _Sc
         texts = [_text(at, f"completions[{j}]", c) for j, c in enumerate(completions)]
         questions.append(_Question(
             _ident(at, record.get("unique_id"), index),
-            [score.either(at, f"scores[{j}]", s) for j, s in enumerate(steps)],
+            [score.either(at, f"scores[{j}]", s) for j, s in enumerate(steps)], line, "unique_id",
             answers=[extract_boxed(t) for t in texts],
             question=_text(at, "problem", record.get("problem")), gold=_gold_answer(gold)))
     return questions
@@ -425,7 +486,7 @@ def _read_ovm(path: str, records: list[tuple[int, Any]]) -> list[_Question]:
         at = _Where(path, line)
         record = _object(at, None, record)
         outputs = _list(at, "outputs", _required(at, record, "outputs"), "outputs")
-        x = _Question(_ident(at, record.get("idx"), index), [], answers=[],
+        x = _Question(_ident(at, record.get("idx"), index), [], line, "idx", answers=[],
                       question=_text(at, "question", record.get("question")),
                       gold=_gold_answer(_text(at, "answer", record.get("answer"),
                                               numbers=True)))
@@ -492,7 +553,7 @@ def _read_reference(path: str, records: list[tuple[int, Any]], score: _Score
             problem = _unwrap(at, block, "problem", batched)
         x = _Question(_ident(at, record.get("id", record.get("unique_id")), index),
                       [score.either(at, f"score.scores{inner}[{j}]", s)
-                       for j, s in enumerate(scores)],
+                       for j, s in enumerate(scores)], line,
                       answers=[extract_boxed(t) for t in texts],
                       question=_text(at, "problem", problem),
                       gold=_gold_answer(_text(at, "answer", record.get("answer"), numbers=True)))
@@ -565,7 +626,9 @@ def load_pool(path: str | os.PathLike, format: str = "auto", aggregate: str = "l
             keeps them apart from its scored pools). Text formats only.
 
     Raises:
-        PoolFormatError: malformed input (a ValueError naming file, line and field).
+        PoolFormatError: malformed input (a ValueError naming file, line and field), including
+            a file that is not a regular file.
+        OSError: a file that cannot be opened (missing, permissions).
         ValueError: an unknown ``format`` or ``aggregate``.
         ImportError: grading is needed and math-verify is not installed.
     """
@@ -591,6 +654,11 @@ def load_pool(path: str | os.PathLike, format: str = "auto", aggregate: str = "l
         items = _read_ovm(source, records)
     else:
         items = _read_reference(source, records, score)
+    twice = duplicate_id([x.id for x in items])
+    if twice is not None:
+        first, second = items[twice[0]], items[twice[1]]
+        raise PoolFormatError(f"{source}:{second.line}: {second.id_field}: question id "
+                              f"{second.id!r} is already used at line {first.line}")
     if questions is not None:
         _add_questions(source, items, os.fspath(questions))
     return _assemble(items, _fill_meta(meta, source, fmt, aggregate if score.used else None))

@@ -14,6 +14,7 @@ from optscale.sampling._types import (
     CallableGenerator,
     CallableScorer,
     Generator,
+    GeneratorOutputError,
     Sample,
     Scorer,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "CallableGenerator",
     "CallableScorer",
     "Generator",
+    "GeneratorOutputError",
     "HFGenerator",
     "HFPRMScorer",
     "HFRewardScorer",

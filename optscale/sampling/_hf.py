@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optscale.replay._readers import AGGREGATES, _aggregate
-from optscale.sampling._types import Sample
+from optscale.sampling._types import Sample, check_int
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -92,7 +92,7 @@ def _messages(system: str | None, prompt: str, answer: str | None = None) -> lis
 
 
 def _check_batch_size(batch_size: int) -> int:
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
     return batch_size
 
@@ -154,7 +154,11 @@ class HFGenerator:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = _check_batch_size(batch_size)
-        self.max_new_tokens = int(max_new_tokens)
+        self.max_new_tokens = check_int("max_new_tokens", max_new_tokens, 1)
+        if system is not None and not isinstance(system, str):
+            raise TypeError(f"system must be a string or None; got {type(system).__name__}")
+        if seed is not None:
+            check_int("seed", seed, 0)
         self.use_template = _use_template(tokenizer, chat_template)
         self.system = system
         self.device = _resolve_device(model, device)
@@ -208,8 +212,9 @@ class HFGenerator:
             Per prompt, in order, ``n`` :class:`Sample` (text, output tokens).
         """
         torch, _ = _import_hf()
-        if n < 0:
-            raise ValueError(f"n must be >= 0; got {n}")
+        n = check_int("n", n, 0)
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a sequence of strings, not one string")
         self._calls += 1
         if not prompts or n == 0:
             return [[] for _ in prompts]

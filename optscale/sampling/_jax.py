@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from optscale.sampling._types import Sample
+from optscale.sampling._types import Sample, check_int
 
 __all__ = ["JaxGenerator", "sample_logits"]
 
@@ -86,9 +86,10 @@ class JaxGenerator:
                  batch_size: int = 32) -> None:
         import jax
 
-        if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(f"max_new_tokens and batch_size must be >= 1; got "
-                             f"{max_new_tokens}, {batch_size}")
+        check_int("max_new_tokens", max_new_tokens, 1)
+        check_int("batch_size", batch_size, 1)
+        check_int("eos_id", eos_id, 0)
+        check_int("pad_id", pad_id, 0)
         self.params = params
         self.encode, self.decode = encode, decode
         self.eos_id, self.pad_id = int(eos_id), int(pad_id)
@@ -107,8 +108,9 @@ class JaxGenerator:
         if unused:
             raise TypeError(f"JaxGenerator.generate: unsupported sampling arguments "
                             f"{sorted(unused)}")
-        if n < 1:
-            raise ValueError(f"n must be >= 1; got {n}")
+        n = check_int("n", n, 1)
+        if max_new_tokens is not None:
+            check_int("max_new_tokens", max_new_tokens, 1)
         if not 0 < top_p <= 1 or temperature < 0:
             raise ValueError(f"need temperature >= 0 and top_p in (0, 1]; got {temperature}, "
                              f"{top_p}")

@@ -5,9 +5,17 @@ them, tell the policy, repeat; answer with the best-scoring sample. :func:`run_b
 many questions together: each round, questions that want the same number of samples share one
 generator call.
 
-Nothing already paid for is dropped: when the generator or scorer fails (after ``retries``
-retries with exponential backoff), the question stops and its result keeps every sample drawn so
-far, every score computed so far, and the error.
+Nothing already paid for is dropped:
+
+- a generator answer with malformed samples (not ``(text, tokens)``, too many) keeps its
+  well-formed ones, and so does a failed call whose exception carries ``.partial``; only the
+  missing samples are asked for again (``retries`` times at most, with capped exponential
+  backoff);
+- when the generator or scorer fails for good, or the policy raises, the question stops and its
+  result keeps every sample drawn, every score computed, and the error;
+- an interrupt (KeyboardInterrupt, SystemExit) or any other exception escaping the loop carries
+  the results so far: ``err.partial_results`` (one :class:`RunResult` per question; unfinished
+  ones have ``error`` set to the exception), and from :func:`run` also ``err.partial_result``.
 """
 
 from __future__ import annotations
@@ -20,11 +28,22 @@ from typing import Any, TypeVar
 import numpy as np
 
 from optscale._policy import OptScale
-from optscale.sampling._types import Generator, Sample, Scorer, _check_samples, _check_scores
+from optscale.sampling._types import (
+    Generator,
+    Sample,
+    Scorer,
+    _check_samples,
+    _check_scores,
+    _split_samples,
+    check_int,
+    check_number,
+)
 
-__all__ = ["RunResult", "run", "run_batch"]
+__all__ = ["MAX_BACKOFF", "RunResult", "run", "run_batch"]
 
 T = TypeVar("T")
+
+MAX_BACKOFF = 30.0  # seconds: retry delays double up to this (or up to ``backoff`` if larger)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +51,9 @@ class RunResult:
     """What one question's run produced.
 
     ``samples`` are all completions drawn, in drawing order; ``scores[i]`` scores
-    ``samples[i]``. After a scorer failure the last ``len(samples) - len(scores)`` samples are
-    unscored (kept: they were paid for). ``answer`` is the text of the best-scoring sample.
+    ``samples[i]``. After a scorer failure (or an interrupt) the last ``len(samples) -
+    len(scores)`` samples are unscored (kept: they were paid for). ``answer`` is the text of the
+    best-scoring sample.
     """
 
     question: str
@@ -60,21 +80,30 @@ class RunResult:
         return self.error is None
 
 
-def _partial(err: BaseException) -> list | None:
-    """Samples a failed generator call still delivered (``err.partial``, per prompt), if any."""
+def _delay(backoff: float, attempt: int) -> float:
+    """Seconds before retry ``attempt + 1``: ``backoff * 2**attempt``, capped."""
+    return min(backoff * 2.0 ** min(attempt, 64), max(backoff, MAX_BACKOFF))
+
+
+def _partial(err: BaseException, prompts: int, n: int) -> list[list[Sample]]:
+    """The well-formed samples a failed call still delivered (``err.partial``, per prompt)."""
     partial = getattr(err, "partial", None)
-    return partial if partial and any(partial) else None
+    if partial is None:
+        return [[] for _ in range(prompts)]
+    try:
+        return _split_samples(partial, [""] * prompts, n)[0]
+    except Exception:  # .partial that is not one list per prompt: nothing can be kept
+        return [[] for _ in range(prompts)]
 
 
 def _with_retries(fn: Callable[[], T], retries: int, backoff: float) -> T:
     for attempt in range(retries + 1):
         try:
             return fn()
-        except Exception as err:
-            # a call that delivered part of its samples is not repeated: they are paid for
-            if attempt == retries or _partial(err) is not None:
+        except Exception:
+            if attempt == retries:
                 raise
-            time.sleep(backoff * 2**attempt)
+            time.sleep(_delay(backoff, attempt))
     raise AssertionError("unreachable")
 
 
@@ -91,27 +120,84 @@ class _Question:
     def done(self) -> bool:
         return self.error is not None or self.decision.stop
 
-    def result(self) -> RunResult:
+    def result(self, stopped: BaseException | None = None) -> RunResult:
+        """The result so far; ``stopped``: the exception that ended the run before this question
+        was done (it becomes the error)."""
         best = int(np.argmax(self.scores)) if self.scores else None
+        error = self.error if self.done or stopped is None else stopped
         return RunResult(self.text, None if best is None else self.samples[best].text, best,
-                         tuple(self.samples), tuple(self.scores), self.decision.n_star,
-                         self.error)
+                         tuple(self.samples), tuple(self.scores), self.decision.n_star, error)
 
 
-def _absorb(q: _Question, samples: list[Sample], scorer: Scorer, policy: OptScale,
-            retries: int, backoff: float) -> None:
-    """Keep ``samples``, score them and tell the policy; a scorer failure ends the question
-    with the samples kept unscored."""
-    q.samples.extend(samples)
-    texts = [s.text for s in samples]
+def _draw(group: list[_Question], n: int, generator: Generator, sampling: dict[str, Any],
+          retries: int, backoff: float) -> None:
+    """Draw ``n`` samples for every question of ``group`` into ``q.samples`` (as they arrive,
+    so an interrupt loses nothing received). A failed call keeps its well-formed samples and is
+    retried for the missing ones only; a question still missing samples after ``retries``
+    retries gets the error. A call that succeeds with fewer samples than asked is accepted."""
+    start = {id(q): len(q.samples) for q in group}
+
+    def missing(q: _Question) -> int:
+        return n - (len(q.samples) - start[id(q)])
+
+    pending = list(group)
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(_delay(backoff, attempt - 1))
+        by_k: dict[int, list[_Question]] = {}
+        for q in pending:
+            by_k.setdefault(missing(q), []).append(q)
+        failed: list[tuple[_Question, BaseException]] = []
+        for k, qs in by_k.items():
+            prompts = [q.text for q in qs]
+            try:
+                rows = _check_samples(generator.generate(prompts, k, **sampling), prompts, k)
+            except Exception as err:
+                rows = _partial(err, len(qs), k)
+                failed += [(q, err) for q in qs]
+            except BaseException as stop:  # interrupted: keep what the call still delivered
+                for q, row in zip(qs, _partial(stop, len(qs), k), strict=True):
+                    q.samples.extend(row)
+                raise
+            for q, row in zip(qs, rows, strict=True):
+                q.samples.extend(row)
+        pending = [q for q, _ in failed if missing(q) > 0]
+        if not pending:
+            break
+    else:
+        errors = {id(q): err for q, err in failed}
+        for q in pending:
+            q.error = errors[id(q)]
+    for q in group:
+        if q.error is None and missing(q) == n:
+            q.error = RuntimeError(f"generator returned no samples (asked for {n})")
+
+
+def _absorb(q: _Question, scorer: Scorer, policy: OptScale, retries: int,
+            backoff: float) -> None:
+    """Score the question's unscored samples and tell the policy; a scorer failure ends the
+    question with the samples kept unscored, a policy error ends it with the scores kept."""
+    texts = [s.text for s in q.samples[len(q.scores):]]
+    if not texts:
+        return
     try:
         scores = _with_retries(lambda: _check_scores(scorer.score(q.text, texts), texts),
                                retries, backoff)
     except Exception as err:
-        q.error = err
+        q.error = q.error or err  # a generator error that came first stays the reason
         return
     q.scores.extend(scores)
-    q.decision = policy.update(q.state, scores)
+    try:
+        q.decision = policy.update(q.state, scores)
+    except Exception as err:  # the policy failed on these scores: the question stops here
+        q.error = q.error or err
+
+
+def _attach(err: BaseException, name: str, value: Any) -> None:
+    try:
+        setattr(err, name, value)
+    except (AttributeError, TypeError):  # an exception type that takes no attributes
+        pass
 
 
 def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, policy: OptScale,
@@ -126,15 +212,31 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
         policy: an :class:`optscale.OptScale` policy (its ``n_max`` bounds every question).
         priors: (mu0, sigma0) per question, for policies that use a prior (OptScale^t); None:
             the policy's predictor predicts them from the questions (``OptScaleT.prior_for``).
-        retries: retries of a failed generator or scorer call (bounded; 0 = none).
-        backoff: seconds before the first retry, doubling after each.
+        retries: retries of a failed generator or scorer call (bounded; 0 = none). A generator
+            retry asks only for the samples still missing.
+        backoff: seconds before the first retry, doubling after each, at most
+            ``max(backoff, MAX_BACKOFF)`` (30 s).
         progress: show a progress bar over finished questions.
         **sampling: passed to ``generator.generate`` (temperature, top_p, ...).
+
+    Raises:
+        BaseException: whatever stops the loop itself (KeyboardInterrupt, SystemExit, a failing
+            progress bar...) is re-raised with ``.partial_results``: one :class:`RunResult` per
+            question with everything drawn and scored so far (unfinished questions carry the
+            exception as ``error``). Generator, scorer and policy failures do not escape: they
+            end their question (``RunResult.error``).
     """
     if not isinstance(policy, OptScale):
         raise TypeError(f"policy must be an OptScale policy; got {type(policy).__name__}")
-    if retries < 0 or backoff < 0:
-        raise ValueError(f"retries and backoff must be >= 0; got {retries}, {backoff}")
+    retries = check_int("retries", retries, 0)
+    backoff = check_number("backoff", backoff, 0.0, hi=1e6)  # time.sleep takes no more
+    if isinstance(questions, str):
+        raise TypeError("questions must be a sequence of strings, not one string")
+    questions = list(questions)
+    bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
+    if bad:
+        raise TypeError(f"questions[{bad[0]}] must be a string; got "
+                        f"{type(questions[bad[0]]).__name__}")
     if priors is not None and len(priors) != len(questions):
         raise ValueError(f"priors must have one (mu0, sigma0) per question: {len(priors)} for "
                          f"{len(questions)} questions")
@@ -146,41 +248,30 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
         state = policy.start(None if priors is None else tuple(priors[i]))
         todo.append(_Question(text, state, policy.update(state)))
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc="questions", unit="q")
-        bar.update(sum(q.done for q in todo))
-    while True:
-        open_ = [q for q in todo if not q.done]
-        if not open_:
-            break
-        by_n: dict[int, list[_Question]] = {}
-        for q in open_:
-            by_n.setdefault(q.decision.n_more, []).append(q)
-        for n, group in by_n.items():
-            prompts = [q.text for q in group]
-            error = None
-            try:
-                drawn = _with_retries(
-                    lambda p=prompts, n=n: _check_samples(generator.generate(p, n, **sampling),
-                                                          p, n), retries, backoff)
-            except Exception as err:  # every question of the call stops with what it has
-                error = err
-                try:
-                    drawn = _check_samples(_partial(err) or [[] for _ in group], prompts, n)
-                except ValueError:
-                    drawn = [[] for _ in group]
-            for q, samples in zip(group, drawn, strict=True):
-                if samples:
-                    _absorb(q, samples, scorer, policy, retries, backoff)
-                elif error is None:
-                    q.error = RuntimeError(f"generator returned no samples (asked for {n})")
-                if error is not None:
-                    q.error = q.error or error
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(todo), desc="questions", unit="q")
+            bar.update(sum(q.done for q in todo))
+        while True:
+            open_ = [q for q in todo if not q.done]
+            if not open_:
+                break
+            by_n: dict[int, list[_Question]] = {}
+            for q in open_:
+                by_n.setdefault(q.decision.n_more, []).append(q)
+            for n, group in by_n.items():
+                _draw(group, n, generator, sampling, retries, backoff)
+                for q in group:
+                    _absorb(q, scorer, policy, retries, backoff)
+            if bar is not None:
+                bar.update(sum(q.done for q in open_))
+    except BaseException as stop:
+        _attach(stop, "partial_results", [q.result(stop) for q in todo])
+        raise
+    finally:
         if bar is not None:
-            bar.update(sum(q.done for q in open_))
-    if bar is not None:
-        bar.close()
+            bar.close()
     return [q.result() for q in todo]
 
 
@@ -188,6 +279,9 @@ def run(question: str, generator: Generator, scorer: Scorer, policy: OptScale, *
         prior: tuple[float, float] | None = None, retries: int = 2, backoff: float = 0.5,
         **sampling: Any) -> RunResult:
     """Run ``policy`` on one question (see :func:`run_batch`).
+
+    An exception escaping the loop (KeyboardInterrupt, ...) carries ``.partial_result``, the
+    :class:`RunResult` so far (and ``.partial_results``, the same in a list).
 
     Example:
         >>> import optscale
@@ -199,6 +293,14 @@ def run(question: str, generator: Generator, scorer: Scorer, policy: OptScale, *
         >>> res.n_used, res.tokens, res.ok
         (4, 40, True)
     """
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string; got {type(question).__name__}")
     priors = None if prior is None else [prior]
-    return run_batch([question], generator, scorer, policy, priors=priors, retries=retries,
-                     backoff=backoff, **sampling)[0]
+    try:
+        return run_batch([question], generator, scorer, policy, priors=priors, retries=retries,
+                         backoff=backoff, **sampling)[0]
+    except BaseException as stop:
+        results = getattr(stop, "partial_results", None)
+        if results:
+            _attach(stop, "partial_result", results[0])
+        raise
