@@ -29,15 +29,28 @@ from optscale._fit import Fit as Fit
 from optscale._fit import FitStatus as FitStatus
 from optscale._fit import MomentStatus as MomentStatus
 from optscale._mixture import TruncNormMixture as TruncNormMixture
-from optscale._policy import Decision as Decision
 from optscale._policy import OptScale as OptScale
 from optscale._policy import OptScale0 as OptScale0
 from optscale._policy import OptScaleT as OptScaleT
 from optscale._policy import PolicyRun as PolicyRun
-from optscale._policy import PolicyState as PolicyState
 from optscale._policy import Stop as Stop
+from optscale._selection import Selection as Selection
 from optscale._solution import Solution as Solution
 from optscale._solution import Status as Status
+from optscale.policies import ASC as ASC
+from optscale.policies import DSC as DSC
+from optscale.policies import ESC as ESC
+from optscale.policies import AnyOf as AnyOf
+from optscale.policies import CostAware as CostAware
+from optscale.policies import Decision as Decision
+from optscale.policies import FixedN as FixedN
+from optscale.policies import GainModel as GainModel
+from optscale.policies import LeaderPosterior as LeaderPosterior
+from optscale.policies import Policy as Policy
+from optscale.policies import PolicyFileError as PolicyFileError
+from optscale.policies import PolicyState as PolicyState
+from optscale.policies import load_policy as load_policy
+from optscale.policies import save_policy as save_policy
 from optscale.sampling._run import RunResult as RunResult
 from optscale.sampling._run import run as run
 from optscale.sampling._run import run_batch as run_batch
@@ -45,7 +58,18 @@ from optscale.sampling._run import run_batch as run_batch
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASC",
+    "AnyOf",
     "Beta",
+    "CostAware",
+    "DSC",
+    "ESC",
+    "FixedN",
+    "GainModel",
+    "LeaderPosterior",
+    "Policy",
+    "PolicyFileError",
+    "Selection",
     "Decision",
     "FAMILIES",
     "FamilyChoice",
@@ -81,9 +105,11 @@ __all__ = [
     "fit_truncnorm",
     "goodness_of_fit",
     "k_of_n_prob",
+    "load_policy",
     "min_samples",
     "run",
     "run_batch",
+    "save_policy",
     "set_backend",
     "truncnorm_from_moments",
 ]

@@ -56,7 +56,9 @@ from optscale._family_fit import (
     fit_family,
     goodness_of_fit,
 )
+from optscale._selection import Selection
 from optscale._solution import Status
+from optscale.policies._base import Decision, Policy, PolicyState, Step
 
 __all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop"]
 
@@ -82,31 +84,6 @@ class Stop(enum.IntEnum):
     TARGET = 1  # an observed score reached the target (stop_on_target)
     BUDGET = 2  # n_max samples drawn
     POOL = 3  # the stored sequence ran out (batch replay only)
-
-
-class Decision(NamedTuple):
-    """What to do next. ``n_more`` is 0 exactly when ``stop``; ``n_star`` is the current total
-    N* (None before the first estimate); ``best_index`` indexes the best score seen."""
-
-    stop: bool
-    n_more: int
-    n_star: int | None
-    best_index: int | None
-    status: int | None  # the solver's Status for n_star
-    # Kolmogorov-Smirnov distance of the scores seen from the fitted family and its p-value
-    # (conservative: parameters fitted to the same scores), when this decision refitted
-    ks: float | None = None
-    ks_pvalue: float | None = None
-
-
-@dataclasses.dataclass
-class PolicyState:
-    """The online state of one question (mutated by :meth:`OptScale.update`)."""
-
-    scores: list[float]
-    prior: tuple[float, float] | None
-    n_star: int | None = None
-    stopped: bool = False
 
 
 class _ChosenDistribution:
@@ -148,7 +125,7 @@ def _bucket(n: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptScale:
+class OptScale(Policy):
     """An OptScale policy; use :class:`OptScale0` or :class:`OptScaleT`.
 
     Args:
@@ -165,6 +142,8 @@ class OptScale:
         prior_strength: pseudo-scores a Beta or mixture prior is worth (MAP).
         exceedance_prior: the Beta(a, b) prior on S(target) of the exceedance model when no
             per-question prior is given.
+        selection: the answer among the drawn samples (default: the best score, the
+            paper's; a weighted vote often answers better, see :class:`optscale.Selection`).
     """
 
     target: float
@@ -185,8 +164,10 @@ class OptScale:
     family: str = "truncnorm"
     prior_strength: float = 4.0
     exceedance_prior: tuple[float, float] = (1.0, 1.0)
+    selection: Selection = Selection("max")
 
     uses_prior = False
+    scores_stop = True
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
@@ -205,6 +186,9 @@ class OptScale:
         if not self.low < self.high:
             raise ValueError(f"{owner}: low must be < high; got low={self.low}, "
                              f"high={self.high}")
+        if not isinstance(self.selection, Selection):
+            raise TypeError(f"{owner}: selection must be an optscale.Selection; got "
+                            f"{type(self.selection).__name__}")
         checks = [
             (self.low < self.target <= self.high, f"target must lie in (low, high] = "
              f"({self.low}, {self.high}]; got {self.target}"),
@@ -459,13 +443,17 @@ class OptScale:
             [questions] if isinstance(questions, str) else list(questions)))
         return prior_from_moments(self, mean, std)
 
-    def update(self, state: PolicyState, new_scores: Any = ()) -> Decision:
-        """Record ``new_scores`` (None or () for none) and decide. Call it with no scores to get
+    def update(self, state: PolicyState, scores: Any = (), answers: Any = None,
+               tokens: Any = None) -> Decision:
+        """Record the new samples' ``scores`` (None or () for none; with ``answers`` and
+        ``tokens`` when the selection rule needs them) and decide. Call it with no scores to get
         the first request.
 
         A non-finite score (NaN: the scorer failed) is a sample drawn but not scored: it counts
         against ``n_max``, is never the best, and is left out of the fit, so the policy asks
-        for scored samples until it has ``n_peek`` (and N*) of them. Updating a state that has
+        for scored samples until it has ``n_peek`` (and N*) of them. The rule looks at the
+        samples at its checkpoints only (the end of the peek; N*; for the sequential rule every
+        ``round_size`` scored samples), stop-on-target included. Updating a state that has
         stopped raises ValueError: start a new state for a new question.
 
         Example:
@@ -478,50 +466,36 @@ class OptScale:
             >>> d.stop, d.n_more, d.n_star
             (False, 6, 10)
         """
-        new = _new_scores(new_scores)
-        if state.stopped and new.size:
-            raise ValueError(f"{type(self).__name__}.update: this question has stopped; "
-                             "start a new state (policy.start()) for the next one")
-        state.scores.extend(float(s) for s in new)
-        n = len(state.scores)
+        return super().update(state, scores, answers, tokens)
+
+    def _step(self, state: PolicyState) -> Step:
         values = np.asarray(state.scores, np.float64)
         scored = np.isfinite(values)
         n_scored = int(scored.sum())
-        best = int(np.argmax(np.where(scored, values, -np.inf))) if n_scored else None
-
-        gof: tuple = (None, None)
-
-        def decision(stop: bool, n_more: int, status: int | None = None) -> Decision:
-            state.stopped = state.stopped or stop
-            return Decision(stop, 0 if stop else n_more, state.n_star, best, status, *gof)
-
-        if state.stopped:
-            return decision(True, 0)
-        if self.stop_on_target and n_scored and values[scored].max() >= self.target:
-            return decision(True, 0)
-        if n >= self.n_max:
-            return decision(True, 0)
-        room = self.n_max - n
         if n_scored < self.n_peek:
-            return decision(False, min(self.n_peek - n_scored, room))
-        status = None
-        if state.n_star is None or self.rule == "sequential":
-            prior = None if state.prior is None else tuple(np.atleast_1d(v) for v in state.prior)
-            seen = values[scored].reshape(1, -1)
-            fit = self.fit(seen, prior=prior)
-            n_star, status = self.decide(fit)
-            state.n_star = int(n_star[0])
-            status = int(status[0])
-            dist = self.fitted_distribution(fit)
-            if dist is not None and n_scored > 0:
-                g = goodness_of_fit(dist, np.clip(seen, self.low, self.high))
-                gof = (float(g.ks[0]), float(g.pvalue[0]))
+            return Step(False, self.n_peek - n_scored, n_star=state.n_star)
+        status, gof = None, (None, None)
+        if state.n_star is None or n_scored >= state.memo.get("next", 0):  # a checkpoint
+            if self.stop_on_target and n_scored and values[scored].max() >= self.target:
+                return Step(True, n_star=state.n_star, reason="target")
+            if state.n_star is None or self.rule == "sequential":
+                prior = (None if state.prior is None
+                         else tuple(np.atleast_1d(v) for v in state.prior))
+                seen = values[scored].reshape(1, -1)
+                fit = self.fit(seen, prior=prior)
+                n_star, status = self.decide(fit)
+                state.n_star, status = int(n_star[0]), int(status[0])
+                dist = self.fitted_distribution(fit)
+                if dist is not None and n_scored > 0:
+                    g = goodness_of_fit(dist, np.clip(seen, self.low, self.high))
+                    gof = (float(g.ks[0]), float(g.pvalue[0]))
+            state.memo["next"] = (n_scored + self.round_size if self.rule == "sequential"
+                                  else state.n_star)
         if n_scored >= state.n_star:
-            return decision(True, 0, status)
-        more = state.n_star - n_scored
-        if self.rule == "sequential":
-            more = min(more, self.round_size)
-        return decision(False, min(more, room), status)
+            return Step(True, n_star=state.n_star, status=status, ks=gof[0], ks_pvalue=gof[1])
+        more = min(state.n_star, state.memo["next"]) - n_scored
+        return Step(False, more, n_star=state.n_star, status=status, ks=gof[0],
+                    ks_pvalue=gof[1])
 
     # ------------------------------------------------------------------ batch replay
 
@@ -558,6 +532,7 @@ class OptScale:
         finite = np.isfinite(scores)
         n = np.zeros(size, np.int64)  # drawn so far
         n_star = np.zeros(size, np.int64)
+        next_check = np.zeros(size, np.int64)
         active = np.ones(size, bool)
         reason = np.full(size, Stop.N_STAR)
         order = np.arange(pool)[None, :]
@@ -566,15 +541,18 @@ class OptScale:
             drawn = order < n[:, None]
             scored = drawn & finite
             n_scored = scored.sum(axis=1)
-            seen = np.where(scored, scores, -np.inf)
-            hit = self.stop_on_target & (seen.max(axis=1) >= self.target) & (n_scored > 0)
-            stop = active & (hit | (n >= cap))
-            reason = np.where(stop & hit, Stop.TARGET,
-                              np.where(stop & (n >= self.n_max), Stop.BUDGET,
-                                       np.where(stop, Stop.POOL, reason)))
-            active &= ~stop
+            out = active & (n >= cap)  # the budget, or the stored samples ran out
+            reason = np.where(out, np.where(n >= self.n_max, Stop.BUDGET, Stop.POOL), reason)
+            active &= ~out
             peek = active & (n_scored < self.n_peek)
-            refit = active & ~peek & (~decided | (self.rule == "sequential"))
+            check = active & ~peek & (~decided | (n_scored >= next_check))
+            seen = np.where(scored, scores, -np.inf)
+            hit = check & self.stop_on_target & (seen.max(axis=1) >= self.target) & \
+                (n_scored > 0)
+            reason = np.where(hit, Stop.TARGET, reason)
+            active &= ~hit
+            check &= ~hit
+            refit = check & (~decided | (self.rule == "sequential"))
             if refit.any():
                 idx = np.flatnonzero(refit)
                 sub_prior = None if prior is None else tuple(v[idx] for v in prior)
@@ -582,36 +560,24 @@ class OptScale:
                                     sub_prior)
                 n_star[idx] = ns
                 decided[idx] = True
+            next_check = np.where(check, n_scored + self.round_size if self.rule == "sequential"
+                                  else n_star, next_check)
             done = active & ~peek & (n_scored >= n_star)
             active &= ~done
-            more = np.where(self.rule == "sequential",
-                            np.minimum(n_star - n_scored, self.round_size), n_star - n_scored)
-            more = np.where(peek, self.n_peek - n_scored, more)
+            more = np.where(peek, self.n_peek - n_scored,
+                            np.minimum(n_star, next_check) - n_scored)
             n = np.where(active, np.minimum(n + more, cap), n)
-            # a round that ran into the pool or budget ends the question at the next check
         taken = np.where((order < n[:, None]) & finite, scores, -np.inf)
         best_index = np.argmax(taken, axis=1)
         best = taken[np.arange(size), best_index]
         return PolicyRun(n, best_index, best, n_star, reason)
 
 
-def _new_scores(new_scores: Any) -> np.ndarray:
-    """The scores of one update as a 1-D float array (None: none)."""
-    if new_scores is None:
-        return np.zeros(0)
-    try:
-        values = np.asarray(new_scores, np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"new_scores must be numbers; got {new_scores!r}") from err
-    if values.ndim > 1:
-        raise ValueError(f"new_scores must be a number or a 1-D sequence; got shape "
-                         f"{values.shape}")
-    return np.atleast_1d(values)
-
-
 @dataclasses.dataclass(frozen=True)
 class OptScale0(OptScale):
     """OptScale^0: maximum-likelihood fit of the peek samples (no prior)."""
+
+    kind = "optscale0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -624,6 +590,7 @@ class OptScaleT(OptScale):
     predictor: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     uses_prior = True
+    kind = "optscalet"
 
 
 @functools.cache

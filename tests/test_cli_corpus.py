@@ -187,6 +187,8 @@ INPUT = {  # where each subcommand takes a file; {f}: the bad file
     "solve": ["solve", "-i", "{f}", "-q"],
     "replay": ["replay", "{f}", "--out", "{out}", "-q"],
     "replay --gold": ["replay", "{pool.jsonl}", "--gold", "{f}", "--out", "{out}", "-q"],
+    "replay --policy": ["replay", "{pool.jsonl}", "--policy", "{f}", "--out", "{out}", "-q"],
+    "tune": ["tune", "{f}", "-o", "{out}.json", "--token-budget", "100", "-q"],
     "diagnose": ["diagnose", "{f}"],
     "run": ["run", "--input", "{f}", "--model", "{model}", "--scorer", "{model}"],
     "predict": ["predict", "--input", "{f}"],
@@ -204,6 +206,9 @@ EXPECTED = {
     "predictor train": {"empty": "invalid JSON", "long": "invalid JSON", "deep": "invalid JSON"},
 }
 EXPECTED["replay --gold"] = EXPECTED["replay"]
+EXPECTED["tune"] = EXPECTED["replay"]
+EXPECTED["replay --policy"] = {"empty": "not JSON", "long": "not JSON",
+                               "deep": "nested too deeply"}
 EXPECTED["predictor evaluate"] = EXPECTED["predictor train"]
 FILE_CASES = [(cmd, kind) for cmd in INPUT for kind in KINDS
               if kind in SAME or kind in EXPECTED[cmd]]
@@ -307,6 +312,28 @@ CASES = [
     ("replay", ["replay", "{pool.jsonl}", "--out", "{good.csv}"], ["--out", "not a folder"]),
     ("replay", ["replay", "{pool.jsonl}", "--out", "{under_file}"], ["--out", "Not a directory"]),
     ("replay", ["replay"], ["the following arguments are required: pool"]),
+    ("replay", ["replay", "{pool.jsonl}", "--questions", "1:2", "--out", "{out}"],
+     ["--questions 1:2", "at least 2"]),
+    ("replay", ["replay", "{pool.jsonl}", "--questions", "every", "--out", "{out}"],
+     ["--questions", "'every'"]),
+    ("replay", ["replay", "{pool.jsonl}", "--reference", "oracle"], ["--reference"]),
+    ("replay", ["replay", "{pool.jsonl}", "--asc-thresholds", "1.5"], ["--asc-thresholds"]),
+    ("replay", ["replay", "{pool.jsonl}", "--esc-windows", "0"], ["--esc-windows"]),
+    ("replay", ["replay", "{pool.jsonl}", "--policy", "{good.csv}", "--out", "{out}"],
+     ["good.csv:1: not JSON"]),
+    # tune
+    ("tune", ["tune", "{pool.jsonl}", "-o", "{out}.json"], ["exactly one objective"]),
+    ("tune", ["tune", "{pool.jsonl}", "-o", "{out}.json", "--price", "1", "--token-budget", "9"],
+     ["exactly one objective"]),
+    ("tune", ["tune", "{pool.jsonl}", "-o", "{out}.json", "--target-accuracy", "1.5"],
+     ["--target-accuracy"]),
+    ("tune", ["tune", "{pool.jsonl}", "-o", "{out}.json", "--price", "-1"], ["--price"]),
+    ("tune", ["tune", "{pool.jsonl}", "-o", "{link}", "--price", "1"], ["symbolic link"]),
+    ("tune", ["tune", "{pool.jsonl}", "--price", "1"], ["required: --output"]),
+    ("tune", ["tune", "{pool1.jsonl}", "-o", "{out}.json", "--price", "1", "-q"],
+     ["1 question(s)", "needs at least 2"]),
+    ("tune", ["tune", "{nolabels.jsonl}", "-o", "{out}.json", "--price", "1"],
+     ["no correctness labels"]),
     # diagnose: options
     ("diagnose", ["diagnose", "{pool.jsonl}", "--alpha", "0"], ["--alpha"]),
     ("diagnose", ["diagnose", "{pool.jsonl}", "--alpha", "1.5"], ["--alpha"]),

@@ -106,12 +106,16 @@ def test_unscored_samples_are_never_chosen_or_fitted():
     ref = policy.update(clean, [0.93, 0.8, 0.85, 0.82])
     assert d.n_star == ref.n_star and d.status == ref.status == optscale.Status.OK
     assert d.ks == ref.ks and d.n_more == ref.n_more  # N* counts scored samples
-    # stop_on_target does not depend on where a NaN sits
+    # stop_on_target does not depend on where a NaN sits: it is checked when the peek has
+    # its four scores, whatever their order
     hit = OptScale0(0.9, 0.9, n_peek=4, stop_on_target=True)
     for seq in ([np.nan, 0.95, 0.5, 0.5], [0.95, np.nan, 0.5, 0.5], [0.5, 0.5, 0.95, np.nan]):
         state = hit.start()
         hit.update(state)
-        assert hit.update(state, seq).stop
+        d = hit.update(state, seq)
+        assert not d.stop and d.n_more == 1
+        d = hit.update(state, [0.5])
+        assert d.stop and d.reason == "target" and d.best_index == seq.index(0.95)
 
 
 def test_update_with_none_adds_nothing():
@@ -119,7 +123,7 @@ def test_update_with_none_adds_nothing():
     state = policy.start()
     assert policy.update(state, None).n_more == 4
     assert state.scores == []
-    with pytest.raises(TypeError, match="new_scores"):
+    with pytest.raises(TypeError, match="scores must be numbers"):
         policy.update(state, ["high"])
     with pytest.raises(ValueError, match="1-D"):
         policy.update(state, [[0.5, 0.6]])

@@ -3,6 +3,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from optscale.cli import main
 from optscale.replay import Pool, save_npz
@@ -73,3 +74,55 @@ def test_replay_runs_the_other_families(tmp_path, capsys):
                  str(tmp_path / "r"), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "OptScale^0 beta" in text and "OptScale^0 exceedance" in text
+
+
+def test_tune_writes_a_policy_that_replay_and_load_read(tmp_path, capsys, numpy_backend):
+    import json
+
+    import optscale
+
+    path = tmp_path / "pool.npz"
+    save_npz(small_pool(40, 16, seed=3), str(path))
+    policy_path = tmp_path / "policy.json"
+    assert main(["tune", str(path), "-o", str(policy_path), "--token-budget", "3000",
+                 "--orders", "2", "--folds", "3", "--budgets", "4,8,16",
+                 "--methods", "bon,wsc,esc,leader,cost", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "Held out" in out and "Policy:" in out
+    data = json.loads(policy_path.read_text())
+    assert data["format"] == "optscale-policy" and data["version"] == 1
+    assert len(data["provenance"]["pool_sha256"]) == 64
+    held = data["metrics"]["heldout"]
+    assert held["tokens"] <= 3000 * 1.5 and 0 <= held["accuracy"] <= 1
+    assert len(held["chosen_per_fold"]) == 3
+    policy = optscale.load_policy(str(policy_path))
+    assert policy.n_max <= 16
+    assert main(["replay", str(path), "--policy", str(policy_path), "--orders", "2",
+                 "--folds", "2", "--out", str(tmp_path / "r"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "policy file policy.json" in out and "The policy file reports" in out
+
+
+def test_tune_objectives_choose_as_documented():
+    from optscale.replay._tune import Objective
+
+    acc = np.array([0.30, 0.40, 0.42, 0.41])
+    cost = np.array([100.0, 200.0, 400.0, 300.0])
+    assert Objective("accuracy", 0.41).choose(acc, cost) == 3  # cheapest reaching 0.41
+    assert Objective("accuracy", 0.5).choose(acc, cost) == 2  # none does: most accurate
+    assert Objective("budget", 350).choose(acc, cost) == 3
+    assert Objective("budget", 50).choose(acc, cost) == 0  # none fits: cheapest
+    assert Objective("price", 1e-4).choose(acc, cost) == 1  # three tie at 0.38: the cheapest
+    assert Objective("price", 0.0).choose(acc, cost) == 2
+    with pytest.raises(ValueError, match="objective"):
+        Objective("speed", 1.0)
+    with pytest.raises(ValueError, match="accuracy in"):
+        Objective("accuracy", 1.5)
+
+
+def test_questions_selection(tmp_path, capsys):
+    path = tmp_path / "pool.npz"
+    save_npz(small_pool(20, 8), str(path))
+    assert main(["replay", str(path), "--questions", "even", "--orders", "1", "--folds", "2",
+                 "--methods", "bon", "--budgets", "4", "--out", str(tmp_path / "r"), "-q"]) == 0
+    assert "10 questions" in capsys.readouterr().out

@@ -1,53 +1,42 @@
-"""Replay harness: completion pools, baselines and OptScale policies evaluated on stored samples.
+"""Replay harness: completion pools, and every policy evaluated on stored samples.
 
-A :class:`Pool` holds every stored sample of every question; :func:`evaluate` replays methods
-(:class:`BestOfN`, :class:`MajorityVote`, :class:`WeightedVote`, :class:`ESC`, :class:`ASC`,
-:class:`DSC`, :class:`OptScaleMethod`) over random sample orders, chooses each method's
-settings on calibration folds and reports them on held-out folds; :func:`write_report` writes
-the tables and plots.
+A :class:`Pool` holds every stored sample of every question; a :class:`PolicyMethod` is a
+policy (:mod:`optscale.policies`) over a grid of its settings; :func:`evaluate` replays methods
+over random sample orders, chooses each method's settings on calibration folds and reports them
+on held-out folds; :func:`tune` picks one policy for an objective the same way;
+:func:`write_report` writes the tables and plots.
 """
 
 from optscale.replay._grading import extract_boxed, grade, group_answers
 from optscale.replay._methods import (
-    ASC,
     DEFAULT_METHODS,
-    DSC,
-    ESC,
-    BestOfN,
-    MajorityVote,
     Method,
-    OptScaleMethod,
+    PolicyMethod,
     Rows,
     Setting,
-    WeightedVote,
-    asc_stop_probability,
+    Tables,
     default_methods,
     standard_methods,
 )
 from optscale.replay._pool import Pool, load_npz, save_npz
-from optscale.replay._protocol import Evaluation, Selected, evaluate, make_rows
+from optscale.replay._protocol import REFERENCES, Evaluation, Selected, evaluate, make_rows
 from optscale.replay._readers import PoolFormatError, load_pool, write_jsonl
 from optscale.replay._report import markdown_summary, write_report
 from optscale.replay._simulate import CALIBRATION, calibration_table, simulate_pool
 
 __all__ = [
-    "ASC",
-    "BestOfN",
     "CALIBRATION",
     "DEFAULT_METHODS",
-    "DSC",
-    "ESC",
     "Evaluation",
-    "MajorityVote",
     "Method",
-    "OptScaleMethod",
+    "PolicyMethod",
     "Pool",
     "PoolFormatError",
+    "REFERENCES",
     "Rows",
     "Selected",
     "Setting",
-    "WeightedVote",
-    "asc_stop_probability",
+    "Tables",
     "calibration_table",
     "default_methods",
     "evaluate",

@@ -1,28 +1,16 @@
-"""Replayable methods: Best-of-N, votes, early-stopping self-consistency and OptScale policies.
+"""Replayable methods: a policy over a grid of its settings, replayed on many rows at once.
 
-Each method has a grid of settings; :meth:`Method.replay` takes B replay rows (one question in
-one sample order each: scores, answer codes, pool lengths, optional prior) and returns, for every
-setting, the number of samples drawn and the index of the sample whose answer is returned, both
-[S, B]. Samples are drawn in row order, so "drawn n" means the first n. Every setting has a
-``budget`` (its maximum number of samples) by which the protocol matches methods.
+A :class:`PolicyMethod` holds a template :class:`optscale.policies.Policy` and a grid of field
+values (dotted keys reach into a hybrid's members: ``"members.0.target"``); each combination is
+one setting. :meth:`Method.replay` takes B replay rows (one question in one sample order each)
+and returns, for every setting, the number of samples drawn and the index of the sample whose
+answer is returned, both [S, B]. Samples are drawn in row order, so "drawn n" means the first n.
 
-- ``BestOfN``: the highest-scoring of the first N.
-- ``MajorityVote`` / ``WeightedVote``: the most frequent answer of the first N, by count or by
-  summed verifier score (PRM-weighted vote).
-- ``ESC`` (Li et al. 2024, early-stopping self-consistency): draw windows of ``w``; stop after a
-  window whose answers are all equal; answer by majority of everything drawn.
-- ``ASC`` (Aggarwal et al. 2023, Adaptive-Consistency, Beta stopping rule): after each sample,
-  with v1 >= v2 the counts of the two leading answers, stop when
-  P(p1 > p2 | v1, v2) = 1 - I_{1/2}(v1 + 1, v2 + 1) >= threshold (closed form by ``betainc``).
-- ``DSC`` (after Wang et al. 2024, difficulty-adaptive self-consistency), without hindsight:
-  the paper ranks the whole test set's difficulty with the LLM before sampling; here a question's
-  difficulty comes from its own first window of ``w`` answers: all equal -> easy, stop; else
-  with d distinct answers pre-allocate ``w * 2**(d - 1)`` samples, then expand by windows of
-  ``w`` until a window agrees (ESC's rule). Majority answer.
-- ``OptScaleMethod``: any :class:`optscale.OptScale` policy over a grid of its fields; returns
-  the best-scoring drawn sample.
-
-Every stop rule is also capped by the setting's budget and the question's pool size.
+The vectorised replays below are accelerations of the online policies (``start`` / ``update``):
+each is tested equal to :meth:`optscale.policies.Policy.replay`, which drives the online form
+row by row, on random ragged pools. A policy kind without an acceleration replays through its
+online form. The chosen sample is the setting's selection rule after n samples
+(:meth:`optscale.Selection.table`).
 """
 
 from __future__ import annotations
@@ -30,18 +18,30 @@ from __future__ import annotations
 import abc
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.special import betainc
 
-from optscale._policy import OptScale
-from optscale.replay._prefix import Prefix
+from optscale._policy import OptScale, OptScale0, OptScaleT
+from optscale._selection import Selection
+from optscale.policies import (
+    ASC,
+    DSC,
+    ESC,
+    AnyOf,
+    CostAware,
+    FixedN,
+    GainModel,
+    LeaderPosterior,
+    Policy,
+    asc_stop_probability,
+)
+from optscale.policies._leader import prefix_probabilities
+from optscale.replay._prefix import Prefix, prefix_tables
 
-__all__ = ["ASC", "DSC", "ESC", "BestOfN", "MajorityVote", "Method", "OptScaleMethod", "Rows",
-           "Setting", "WeightedVote", "asc_stop_probability", "default_methods",
-           "standard_methods", "DEFAULT_METHODS"]
+__all__ = ["DEFAULT_METHODS", "Method", "PolicyMethod", "Rows", "Setting", "Tables",
+           "default_methods", "standard_methods"]
 
 
 class Setting(NamedTuple):
@@ -54,12 +54,39 @@ class Setting(NamedTuple):
 
 class Rows(NamedTuple):
     """B replay rows: ``scores`` and ``answers`` [B, M] in drawing order, ``lengths`` [B],
-    ``prior`` [B, 2] (mu0, sigma0) or None."""
+    ``prior`` [B, 2] (mu0, sigma0) or None, output ``tokens`` [B, M] or None."""
 
     scores: np.ndarray
     answers: np.ndarray
     lengths: np.ndarray
     prior: np.ndarray | None = None
+    tokens: np.ndarray | None = None
+
+
+class Tables:
+    """What every replay of the same rows shares: the prefix tables and, per selection rule,
+    the chosen sample after every prefix (computed once, on first use)."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self.prefix: Prefix = prefix_tables(rows.answers)
+        self._chosen: dict[Selection, np.ndarray] = {}
+        self._hold: dict[tuple, np.ndarray] = {}
+
+    def chosen(self, selection: Selection) -> np.ndarray:
+        if selection not in self._chosen:
+            self._chosen[selection] = selection.table(self.rows.scores, self.rows.answers)
+        return self._chosen[selection]
+
+    def hold(self, selection: Selection, alpha: float, n_max: int) -> np.ndarray:
+        """The answer posterior's hold probability after every prefix (see
+        :func:`optscale.policies.hold_probability`)."""
+        key = (selection, alpha, n_max)
+        if key not in self._hold:
+            self._hold[key] = prefix_probabilities(self.rows.scores, self.rows.answers,
+                                                   self.chosen(selection), selection, alpha,
+                                                   n_max)
+        return self._hold[key]
 
 
 def _first(mask: np.ndarray) -> np.ndarray:
@@ -71,307 +98,386 @@ def _take(table: np.ndarray, n: np.ndarray) -> np.ndarray:
     return table[np.arange(len(n)), n - 1]
 
 
-@dataclasses.dataclass(frozen=True)
 class Method(abc.ABC):
     """Base class: a named family of settings."""
 
-    name: str = ""
+    name: str
 
     @abc.abstractmethod
     def settings(self) -> list[Setting]:
         """The settings, in the order :meth:`replay` returns them."""
 
     @abc.abstractmethod
-    def replay(self, rows: Rows, prefix: Prefix) -> tuple[np.ndarray, np.ndarray]:
+    def replay(self, rows: Rows, tables: Tables) -> tuple[np.ndarray, np.ndarray]:
         """(n_used, pick), each [S, B] for the S settings."""
+
+    @abc.abstractmethod
+    def verifier_mask(self) -> np.ndarray:
+        """[S] bool: which settings score every drawn sample (charged ``verifier_tokens``)."""
 
     def needs_prior(self) -> bool:
         return False
 
-    uses_verifier = True  # scores every drawn sample (self-consistency methods do not)
+    def needs_scores(self) -> bool:
+        """Whether any setting reads the scores (skipped on pools whose scores mean nothing)."""
+        return bool(self.verifier_mask().any())
+
+    trainable = False
+
+    def fitted(self, rows: Rows, correct: np.ndarray) -> Method:
+        """The method with whatever it learns fitted on these (calibration) rows."""
+        return self
 
 
-def _check_budgets(name: str, budgets: Sequence[int]) -> tuple[int, ...]:
-    budgets = tuple(int(b) for b in budgets)
-    if not budgets or min(budgets) < 1:
-        raise ValueError(f"{name}: budgets must be a non-empty list of integers >= 1; "
-                         f"got {budgets}")
-    return budgets
+def _set(policy: Policy, key: str, value: Any) -> Policy:
+    """``dataclasses.replace`` with dotted keys into a hybrid's members (``members.0.k``)."""
+    head, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(policy, **{head: value})
+    index, _, field = rest.partition(".")
+    members = list(getattr(policy, head))
+    members[int(index)] = _set(members[int(index)], field, value)
+    return dataclasses.replace(policy, **{head: tuple(members)})
 
 
-@dataclasses.dataclass(frozen=True)
-class _FixedN(Method):
-    """A method that always draws min(N, pool) samples and picks from a prefix table."""
-
-    budgets: tuple[int, ...] = (8, 16, 32, 64)
-    table = "best"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budgets", _check_budgets(self.name, self.budgets))
-
-    def settings(self) -> list[Setting]:
-        return [Setting(self.name, f"N={n}", n) for n in self.budgets]
-
-    def replay(self, rows, prefix):
-        n = np.stack([np.minimum(b, rows.lengths) for b in self.budgets])
-        table = getattr(prefix, self.table)
-        return n, np.stack([_take(table, k) for k in n])
-
-
-@dataclasses.dataclass(frozen=True)
-class BestOfN(_FixedN):
-    """Best-of-N at fixed N (one setting per budget)."""
-
-    name: str = "BoN"
+def _label(key: str, value: Any) -> str:
+    if isinstance(value, Selection):
+        return f"select={value.describe()}"
+    if key == "n_max":
+        return f"max_n={value}"
+    return f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
 
 
 @dataclasses.dataclass(frozen=True)
-class MajorityVote(_FixedN):
-    """Self-consistency: majority answer of N samples."""
+class PolicyMethod(Method):
+    """A policy over a grid of its fields, e.g. ``PolicyMethod("ESC", ESC(), {"window": (2, 4),
+    "n_max": (16, 32)})``: one setting per combination (a combination a policy rejects, such
+    as a window larger than the budget, is left out)."""
 
-    uses_verifier = False
-    name: str = "SC"
-    table = "vote"
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightedVote(_FixedN):
-    """PRM-weighted vote: the answer with the largest summed score among N samples."""
-
-    name: str = "Weighted SC"
-    table = "wvote"
-
-
-@dataclasses.dataclass(frozen=True)
-class _Windowed(Method):
-    """A self-consistency method over a grid of windows and budgets (windows <= budget)."""
-
-    uses_verifier = False
-    windows: tuple[int, ...] = (2, 4)
-    budgets: tuple[int, ...] = (8, 16, 32, 64)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budgets", _check_budgets(self.name, self.budgets))
-        if not self.windows or min(self.windows) < 1:
-            raise ValueError(f"{self.name}: windows must be integers >= 1; got {self.windows}")
-
-    def _grid(self):
-        return [(w, b) for b in self.budgets for w in self.windows if w <= b]
-
-    def settings(self):
-        return [Setting(self.name, f"window={w}, max_n={b}", b) for w, b in self._grid()]
-
-
-@dataclasses.dataclass(frozen=True)
-class ESC(_Windowed):
-    """Early-stopping self-consistency over a grid of windows and budgets."""
-
-    name: str = "ESC"
-    windows: tuple[int, ...] = (2, 4, 8)
-
-    def replay(self, rows, prefix):
-        m = np.arange(1, prefix.run.shape[1] + 1)[None, :]
-        n_all, picks = [], []
-        for w, b in self._grid():
-            cap = np.minimum(b, rows.lengths)[:, None]
-            n = _first(((m % w == 0) & (prefix.run >= w) & (m <= cap)) | (m == cap))
-            n_all.append(n)
-            picks.append(_take(prefix.vote, n))
-        return np.stack(n_all), np.stack(picks)
-
-
-def asc_stop_probability(top1: Any, top2: Any) -> np.ndarray:
-    """Adaptive-Consistency's Beta criterion P(p1 > p2 | v1, v2) = 1 - I_{1/2}(v1+1, v2+1),
-    by the symmetry 1 - I_x(a, b) = I_{1-x}(b, a)."""
-    return betainc(np.asarray(top2) + 1.0, np.asarray(top1) + 1.0, 0.5)
-
-
-@dataclasses.dataclass(frozen=True)
-class ASC(Method):
-    """Adaptive-Consistency (Beta stopping rule) over thresholds and budgets."""
-
-    uses_verifier = False
-    name: str = "ASC"
-    thresholds: tuple[float, ...] = (0.9, 0.95, 0.99)
-    budgets: tuple[int, ...] = (8, 16, 32, 64)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "budgets", _check_budgets(self.name, self.budgets))
-        if not self.thresholds or not all(0 < t < 1 for t in self.thresholds):
-            raise ValueError(f"{self.name}: thresholds must lie in (0, 1); "
-                             f"got {self.thresholds}")
-
-    def _grid(self):
-        return [(t, b) for b in self.budgets for t in self.thresholds]
-
-    def settings(self):
-        return [Setting(self.name, f"threshold={t:g}, max_n={b}", b) for t, b in self._grid()]
-
-    def replay(self, rows, prefix):
-        width = prefix.top1.shape[1]
-        # the criterion depends only on two counts <= M: tabulate it once
-        counts = np.arange(width + 1)
-        table = asc_stop_probability(counts[:, None], counts[None, :])
-        prob = table[prefix.top1, prefix.top2]
-        m = np.arange(1, width + 1)[None, :]
-        n_all, picks = [], []
-        for t, b in self._grid():
-            cap = np.minimum(b, rows.lengths)[:, None]
-            n = _first(((prob >= t) & (m <= cap)) | (m == cap))
-            n_all.append(n)
-            picks.append(_take(prefix.vote, n))
-        return np.stack(n_all), np.stack(picks)
-
-
-@dataclasses.dataclass(frozen=True)
-class DSC(_Windowed):
-    """Difficulty-adaptive self-consistency without hindsight (see the module)."""
-
-    name: str = "DSC"
-
-    def replay(self, rows, prefix):
-        m = np.arange(1, prefix.run.shape[1] + 1)[None, :]
-        n_all, picks = [], []
-        for w, b in self._grid():
-            cap = np.minimum(b, rows.lengths)
-            first = np.minimum(w, cap)
-            easy = _take(prefix.run, first) >= w  # the first window agrees
-            distinct = np.maximum(_take(prefix.distinct, first), 1)
-            start = np.minimum(w * 2 ** np.minimum(distinct - 1, 30), cap)[:, None]
-            # checkpoints start, start + w, ...: stop when the last window agrees, or at the cap
-            check = (m >= start) & ((m - start) % w == 0) & (prefix.run >= w)
-            n = _first((check & (m <= cap[:, None])) | (m == cap[:, None]))
-            n = np.where(easy, first, n)
-            n_all.append(n)
-            picks.append(_take(prefix.vote, n))
-        return np.stack(n_all), np.stack(picks)
-
-
-@dataclasses.dataclass(frozen=True)
-class OptScaleMethod(Method):
-    """An OptScale policy over a grid of its fields, e.g.
-    ``OptScaleMethod("OptScale^0", OptScale0(target=0.9), {"target": (0.9, 0.95),
-    "n_max": (8, 16)})``. One-shot policies share one fit per (peek, prior) across the grid."""
-
-    name: str = "OptScale"
-    policy: OptScale | None = None
+    name: str
+    policy: Policy
     grid: dict[str, tuple] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.policy, OptScale):
-            raise TypeError(f"{self.name}: policy must be an OptScale instance; "
-                            f"got {type(self.policy).__name__}")
-        fields = {f.name for f in dataclasses.fields(OptScale)}
+        if not isinstance(self.policy, Policy):
+            raise TypeError(f"{self.name}: policy must be an optscale policy; got "
+                            f"{type(self.policy).__name__}")
         for key, values in self.grid.items():
-            if key not in fields:
-                raise ValueError(f"{self.name}: grid key {key!r} is not an OptScale field")
             if not len(values):
                 raise ValueError(f"{self.name}: grid[{key!r}] is empty")
-        # build every policy now: a bad combination fails here, not mid-replay
-        object.__setattr__(self, "_policies", self._build())
-
-    def _build(self) -> list[OptScale]:
         keys = list(self.grid)
-        return [dataclasses.replace(self.policy, **dict(zip(keys, values, strict=True)))
-                for values in itertools.product(*(self.grid[k] for k in keys))]
+        built, labels = [], []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            p = self.policy
+            try:
+                for k, v in zip(keys, values, strict=True):
+                    p = _set(p, k, v)
+            except (TypeError, ValueError, AttributeError, IndexError) as err:
+                raise ValueError(f"{self.name}: grid setting "
+                                 f"{dict(zip(keys, values, strict=True))}: {err}") from None
+            if _skip(p):
+                continue
+            built.append(p)
+            labels.append(", ".join([_label(k, v) for k, v in zip(keys, values, strict=True)
+                                     if k != "n_max"] + [_label("n_max", p.n_max)]))
+        if not built:
+            raise ValueError(f"{self.name}: the grid has no valid setting")
+        object.__setattr__(self, "_policies", built)
+        object.__setattr__(self, "_labels", labels)
+
+    @property
+    def policies(self) -> list[Policy]:
+        return list(self._policies)  # type: ignore[attr-defined]
+
+    def settings(self) -> list[Setting]:
+        return [Setting(self.name, label, p.n_max)
+                for p, label in zip(self.policies, self._labels, strict=True)]  # type: ignore
 
     def needs_prior(self) -> bool:
         return self.policy.uses_prior
 
-    def settings(self):
-        out = []
-        for p in self._policies:
-            parts = [f"{k}={getattr(p, k):g}" if isinstance(getattr(p, k), float)
-                     else f"{k}={getattr(p, k)}" for k in self.grid if k != "n_max"]
-            out.append(Setting(self.name, ", ".join(parts + [f"max_n={p.n_max}"]), p.n_max))
+    def verifier_mask(self) -> np.ndarray:
+        return np.array([p.uses_verifier for p in self.policies])
+
+    @property
+    def trainable(self) -> bool:  # type: ignore[override]
+        """A cost-aware rule without a gain model learns one (on calibration folds)."""
+        return isinstance(self.policy, CostAware) and self.policy.model is None
+
+    def subset(self, keep: np.ndarray) -> PolicyMethod:
+        """The method with only the settings where ``keep`` ([S] bool) is True."""
+        out = dataclasses.replace(self)
+        object.__setattr__(out, "_policies", [p for p, k in zip(self.policies, keep,
+                                                                 strict=True) if k])
+        object.__setattr__(out, "_labels", [lb for lb, k in zip(
+            self._labels, keep, strict=True) if k])  # type: ignore[attr-defined]
         return out
 
-    def replay(self, rows, prefix):
-        scores = np.where(np.isnan(rows.scores), 0.5, rows.scores)
-        prior = None if rows.prior is None else (rows.prior[:, 0], rows.prior[:, 1])
-        if self.needs_prior() and prior is None:
-            raise ValueError(f"{self.name}: the pool has no prior (mu0, sigma0) per question")
-        fits: dict[tuple, Any] = {}
-        n_all, picks = [], []
-        for p in self._policies:
-            if p.rule == "one-shot":
-                # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max),
-                # or the peek alone when stop_on_target and a peek score reached the target
-                peek = min(p.n_peek, scores.shape[1])
-                mask = np.arange(peek)[None, :] < rows.lengths[:, None]
-                key = p.fit_key()
-                if key not in fits:
-                    fits[key] = p.fit(scores[:, :peek], mask, prior)
-                n_star, _ = p.decide(fits[key])
-                cap = np.minimum(rows.lengths, p.n_max)
-                n = np.minimum(np.maximum(p.n_peek, n_star), cap)
-                if p.stop_on_target:
-                    hit = np.any(mask & (scores[:, :peek] >= p.target), axis=1)
-                    n = np.where(hit, np.minimum(p.n_peek, cap), n)
-            else:
-                n = p.run(scores, prior, rows.lengths).n_used
-            n_all.append(n)
-            picks.append(_take(prefix.best, n))
-        return np.stack(n_all), np.stack(picks)
+    def fitted(self, rows: Rows, correct: np.ndarray) -> PolicyMethod:
+        if not self.trainable:
+            return self
+        models: dict[tuple, GainModel] = {}
+        fitted = []
+        for p in self.policies:
+            key = (p.selection, p.n_max, p.round_size, p.alpha)
+            if key not in models:
+                models[key] = GainModel.fit(rows.scores, rows.answers, correct, rows.lengths,
+                                            p.selection, p.n_max, p.round_size, rows.tokens,
+                                            p.alpha)
+            fitted.append(p.with_model(models[key]))
+        out = dataclasses.replace(self)
+        object.__setattr__(out, "_policies", fitted)
+        object.__setattr__(out, "_labels", self._labels)  # type: ignore[attr-defined]
+        return out
 
+    def replay(self, rows: Rows, tables: Tables) -> tuple[np.ndarray, np.ndarray]:
+        policies = self.policies
+        n = stop_times(policies, rows, tables)
+        picks = np.stack([_take(tables.chosen(p.selection), k) for p, k in zip(policies, n,
+                                                                               strict=True)])
+        return n, picks
+
+
+def _skip(policy: Policy) -> bool:
+    """Combinations that are not worth a setting: a window wider than the budget."""
+    window = getattr(policy, "window", None)
+    return window is not None and window > policy.n_max
+
+
+# ----------------------------------------------------------------------------- accelerations
+
+def stop_times(policies: Sequence[Policy], rows: Rows, tables: Tables) -> np.ndarray:
+    """[S, B] samples drawn by each policy on each row, vectorised by kind."""
+    out = np.zeros((len(policies), len(rows.lengths)), np.int64)
+    groups: dict[type, list[int]] = {}
+    for i, p in enumerate(policies):
+        groups.setdefault(type(p), []).append(i)
+    for cls, idx in groups.items():
+        fn = _REPLAY.get(cls)
+        if fn is None:  # no acceleration: the online form, row by row
+            for i in idx:
+                out[i] = policies[i].replay(rows.scores, rows.answers, rows.lengths,
+                                            rows.tokens, rows.prior)[0]
+        else:
+            out[idx] = fn([policies[i] for i in idx], rows, tables)
+    return out
+
+
+def _fixed(policies: list[FixedN], rows: Rows, tables: Tables) -> np.ndarray:
+    return np.stack([np.minimum(p.n_max, rows.lengths) for p in policies])
+
+
+def _esc(policies: list[ESC], rows: Rows, tables: Tables) -> np.ndarray:
+    run = tables.prefix.run
+    m = np.arange(1, run.shape[1] + 1)[None, :]
+    out = []
+    for p in policies:
+        cap = np.minimum(p.n_max, rows.lengths)[:, None]
+        out.append(_first(((m % p.window == 0) & (run >= p.window) & (m <= cap)) | (m == cap)))
+    return np.stack(out)
+
+
+def _asc(policies: list[ASC], rows: Rows, tables: Tables) -> np.ndarray:
+    pre = tables.prefix
+    width = pre.top1.shape[1]
+    counts = np.arange(width + 1)  # the criterion depends on two counts <= M: tabulate it
+    prob = asc_stop_probability(counts[:, None], counts[None, :])[pre.top1, pre.top2]
+    m = np.arange(1, width + 1)[None, :]
+    out = []
+    for p in policies:
+        cap = np.minimum(p.n_max, rows.lengths)[:, None]
+        out.append(_first(((prob >= p.threshold) & (m <= cap)) | (m == cap)))
+    return np.stack(out)
+
+
+def _dsc(policies: list[DSC], rows: Rows, tables: Tables) -> np.ndarray:
+    pre = tables.prefix
+    m = np.arange(1, pre.run.shape[1] + 1)[None, :]
+    out = []
+    for p in policies:
+        w = p.window
+        cap = np.minimum(p.n_max, rows.lengths)
+        first = np.minimum(w, cap)
+        easy = _take(pre.run, first) >= w  # the first window agrees
+        distinct = np.maximum(_take(pre.distinct, first), 1)
+        start = np.minimum(w * 2 ** np.minimum(distinct - 1, 30), cap)[:, None]
+        # checkpoints start, start + w, ...: stop when the last window agrees, or at the cap
+        check = (m >= start) & ((m - start) % w == 0) & (pre.run >= w)
+        n = _first((check & (m <= cap[:, None])) | (m == cap[:, None]))
+        out.append(np.where(easy, first, n))
+    return np.stack(out)
+
+
+def _optscale(policies: list[OptScale], rows: Rows, tables: Tables) -> np.ndarray:
+    prior = None if rows.prior is None else (rows.prior[:, 0], rows.prior[:, 1])
+    if policies[0].uses_prior and prior is None:
+        raise ValueError("OptScale^t: the pool has no prior (mu0, sigma0) per question")
+    width = rows.scores.shape[1]
+    drawn = np.arange(width)[None, :] < rows.lengths[:, None]
+    # the one-shot shortcut reads the first n_peek scores: only where none is missing
+    complete = not np.any(np.isnan(rows.scores) & drawn)
+    fits: dict[tuple, Any] = {}
+    out = []
+    for p in policies:
+        if p.rule == "one-shot" and complete:
+            # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max),
+            # or the peek alone when stop_on_target and a peek score reached the target
+            peek = min(p.n_peek, width)
+            scores = np.where(drawn, rows.scores, 0.5)[:, :peek]
+            mask = np.arange(peek)[None, :] < rows.lengths[:, None]
+            key = p.fit_key()
+            if key not in fits:
+                fits[key] = p.fit(scores, mask, prior)
+            n_star, _ = p.decide(fits[key])
+            cap = np.minimum(rows.lengths, p.n_max)
+            n = np.minimum(np.maximum(p.n_peek, n_star), cap)
+            if p.stop_on_target:
+                hit = np.any(mask & (scores >= p.target), axis=1)
+                n = np.where(hit, np.minimum(p.n_peek, cap), n)
+        else:
+            n = p.run(rows.scores, prior, rows.lengths).n_used
+        out.append(n)
+    return np.stack(out)
+
+
+def _leader(policies: list[LeaderPosterior], rows: Rows, tables: Tables) -> np.ndarray:
+    width = rows.scores.shape[1]
+    m = np.arange(1, width + 1)[None, :]
+    out = np.zeros((len(policies), len(rows.lengths)), np.int64)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(policies):
+        groups.setdefault((p.selection, p.alpha, p.n_max), []).append(i)
+    for (selection, alpha, n_max), idx in groups.items():
+        prob = tables.hold(selection, alpha, n_max)
+        for i in idx:
+            p = policies[i]
+            cap = np.minimum(p.n_max, rows.lengths)[:, None]
+            check = (m % p.round_size == 0) & (prob >= p.confidence)
+            out[i] = _first((check & (m <= cap)) | (m == cap))
+    return out
+
+
+def _cost(policies: list[CostAware], rows: Rows, tables: Tables) -> np.ndarray:
+    size, width = rows.scores.shape
+    m = np.arange(1, width + 1)
+    per_sample = None
+    if rows.tokens is not None:
+        per_sample = np.cumsum(np.asarray(rows.tokens, np.float64), axis=1) / m[None, :]
+    out = []
+    for p in policies:
+        if p.model is None:
+            raise ValueError("CostAware: no gain model (the protocol fits one per fold)")
+        hold = tables.hold(p.selection, p.alpha, p.n_max)
+        t = p.model.tokens_per_sample if per_sample is None else per_sample
+        gain = p.model.gain(m[None, :], hold)
+        stop = (m[None, :] % p.round_size == 0) & (gain < p.price * p.round_size * t)
+        cap = np.minimum(p.n_max, rows.lengths)[:, None]
+        out.append(_first((stop & (m[None, :] <= cap)) | (m[None, :] == cap)))
+    return np.stack(out)
+
+
+def _any(policies: list[AnyOf], rows: Rows, tables: Tables) -> np.ndarray:
+    # members look only at their own checkpoints: the hybrid stops at the earliest member
+    out = []
+    for p in policies:
+        times = stop_times(p.members, rows, tables)
+        out.append(np.minimum(times.min(axis=0), np.minimum(p.n_max, rows.lengths)))
+    return np.stack(out)
+
+
+_REPLAY: dict[type, Callable[..., np.ndarray]] = {
+    FixedN: _fixed, ESC: _esc, ASC: _asc, DSC: _dsc, OptScale0: _optscale, OptScaleT: _optscale,
+    LeaderPosterior: _leader, CostAware: _cost, AnyOf: _any,
+}
+
+
+# ----------------------------------------------------------------------------- the registry
 
 DEFAULT_METHODS = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "optscalet",
-                   "optscale0-sot", "optscale0-pred")
+                   "optscale0-sot", "optscale0-pred", "optscale0-wv", "leader", "hybrid", "cost")
+
+_WEIGHTED = Selection("weighted")
+# the weighted votes of the standard grid: raw scores, and squared scores (w = u^2, trusting
+# high scores more)
+WEIGHTS = (_WEIGHTED, Selection("weighted", "power", 0.5))
 
 
 def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
                      n_peek: Sequence[int] = (2, 4),
                      targets: Sequence[float] = (0.85, 0.9, 0.95, 0.97, 0.99),
-                     confidences: Sequence[float] = (0.8, 0.9, 0.95, 0.99)) -> dict[str, Method]:
-    """Every method the harness ships, by command-line key, with its standard grid:
+                     confidences: Sequence[float] = (0.8, 0.9, 0.95, 0.99),
+                     esc_windows: Sequence[int] = (2, 4, 8),
+                     asc_thresholds: Sequence[float] = (0.9, 0.95, 0.99),
+                     dsc_windows: Sequence[int] = (2, 4),
+                     weights: Sequence[Selection] = WEIGHTS) -> dict[str, Method]:
+    """Every method the harness ships, by command-line key, with its standard grid.
 
-    ``bon``, ``sc``, ``wsc`` (PRM-weighted), ``esc``, ``asc``, ``dsc``; OptScale over peek
-    sizes ``n_peek`` and the paper's range of targets and confidences (its "percentile"
-    0.01..0.2 is 1 - confidence):
-    ``optscale0`` / ``optscalet`` (one-shot MLE / MAP, the paper's rule; MAP runs only on pools
-    with priors), ``optscale0-sot`` (one-shot, stops early when a drawn score reaches the
-    target), ``optscale0-pred`` (posterior-predictive N*), ``optscale0-seq`` (sequential: refit
-    after every round of 4; slower, as it refits the open questions every round); other score
-    families, one-shot MLE with stop-on-target: ``optscale0-beta``, ``optscale0-mixture``,
-    ``optscale0-auto`` (BIC per question) and ``optscale0-exceedance`` (flat prior).
+    Baselines: ``bon`` (Best-of-N), ``sc`` (majority vote), ``wsc`` (score-weighted vote, over
+    the ``weights`` selections), ``esc``, ``asc``, ``dsc`` (vote selection, as published).
+    OptScale over peek sizes and the paper's range of targets and confidences (its
+    "percentile" 0.01..0.2 is 1 - confidence), best-score selection: ``optscale0`` /
+    ``optscalet`` (one-shot MLE / MAP; MAP needs pools with priors), ``optscale0-sot``
+    (stop-on-target), ``optscale0-pred`` (posterior-predictive N*), ``optscale0-seq``
+    (sequential, rounds of 4), families ``optscale0-{beta,mixture,auto,exceedance}``; and the
+    score bound with a weighted-vote answer, ``optscale0-wv``. Rules on correct answers:
+    ``leader`` (:class:`~optscale.LeaderPosterior`, vote and weighted-vote selection),
+    ``hybrid`` (:class:`~optscale.AnyOf` of OptScale^0 stop-on-target and ESC, weighted vote)
+    and ``cost`` (:class:`~optscale.CostAware`, its gain model fitted on calibration folds).
     """
-    from optscale._policy import OptScale0, OptScaleT
-
-    budgets = _check_budgets("standard_methods", budgets)
+    budgets = tuple(int(b) for b in budgets)
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets must be a non-empty list of integers >= 1; got {budgets}")
     peeks = tuple(int(n) for n in n_peek)
+    first = float(targets[0])
     grid = {"n_peek": peeks, "target": tuple(targets), "confidence": tuple(confidences),
             "n_max": budgets}
-    first = targets[0]
-    return {
-        "bon": BestOfN(budgets=budgets),
-        "sc": MajorityVote(budgets=budgets),
-        "wsc": WeightedVote(budgets=budgets),
-        "esc": ESC(budgets=budgets),
-        "asc": ASC(budgets=budgets),
-        "dsc": DSC(budgets=budgets),
-        "optscale0": OptScaleMethod("OptScale^0", OptScale0(target=first, n_peek=peeks[0]), grid),
-        "optscalet": OptScaleMethod("OptScale^t", OptScaleT(target=first, n_peek=peeks[0]), grid),
-        "optscale0-sot": OptScaleMethod(
-            "OptScale^0 stop-on-target",
-            OptScale0(target=first, n_peek=peeks[0], stop_on_target=True), grid),
-        "optscale0-pred": OptScaleMethod(
-            "OptScale^0 predictive", OptScale0(target=first, n_peek=peeks[0], predictive=True),
-            grid),
-        "optscale0-seq": OptScaleMethod(
+
+    def opt(name: str, cls: type = OptScale0, extra_grid: dict | None = None,
+            **kw: Any) -> PolicyMethod:
+        return PolicyMethod(name, cls(target=first, n_peek=peeks[0], **kw),
+                            {**grid, **(extra_grid or {})})
+
+    methods: dict[str, Method] = {
+        "bon": PolicyMethod("BoN", FixedN(), {"n_max": budgets}),
+        "sc": PolicyMethod("SC", FixedN(selection=Selection("vote")), {"n_max": budgets}),
+        "wsc": PolicyMethod("Weighted SC", FixedN(selection=weights[0]),
+                            {"selection": tuple(weights), "n_max": budgets}),
+        "esc": PolicyMethod("ESC", ESC(), {"window": tuple(esc_windows), "n_max": budgets}),
+        "asc": PolicyMethod("ASC", ASC(), {"threshold": tuple(asc_thresholds),
+                                           "n_max": budgets}),
+        "dsc": PolicyMethod("DSC", DSC(), {"window": tuple(dsc_windows), "n_max": budgets}),
+        "optscale0": opt("OptScale^0"),
+        "optscalet": opt("OptScale^t", OptScaleT),
+        "optscale0-sot": opt("OptScale^0 stop-on-target", stop_on_target=True),
+        "optscale0-pred": opt("OptScale^0 predictive", predictive=True),
+        "optscale0-seq": PolicyMethod(
             "OptScale^0 sequential",
             OptScale0(target=first, n_peek=peeks[0], rule="sequential", round_size=4,
                       stop_on_target=True),
             {"n_peek": peeks, "target": tuple(targets), "confidence": (0.9,),
              "n_max": budgets}),
-        **{f"optscale0-{family}": OptScaleMethod(
-            f"OptScale^0 {family}",
-            OptScale0(target=first, n_peek=peeks[0], stop_on_target=True, family=family), grid)
-           for family in ("beta", "mixture", "auto", "exceedance")},
+        "optscale0-wv": opt("OptScale^0 + weighted vote", stop_on_target=True,
+                            selection=weights[0]),
+        "leader": PolicyMethod("Leader posterior", LeaderPosterior(), {
+            "confidence": (0.85, 0.9, 0.95, 0.99), "alpha": (2.0, 4.0),
+            "selection": (Selection("vote"), *weights), "n_max": budgets}),
+        "hybrid": PolicyMethod(
+            "OptScale^0 or ESC", AnyOf((OptScale0(target=first, n_peek=4, stop_on_target=True),
+                                       ESC(window=4)), selection=weights[0]),
+            {"members.0.target": tuple(targets[1::2]) or (first,),
+             "members.0.confidence": (0.9,), "members.1.window": (2, 4),
+             "n_max": budgets}),
+        "cost": PolicyMethod("Cost-aware", CostAware(), {
+            "price": (1e-6, 1e-5, 3e-5, 1e-4, 3e-4), "round_size": (8, 16),
+            "selection": tuple(weights), "n_max": budgets}),
     }
+    for family in ("beta", "mixture", "auto", "exceedance"):
+        methods[f"optscale0-{family}"] = opt(f"OptScale^0 {family}", stop_on_target=True,
+                                             family=family)
+    return methods
 
 
 def default_methods(budgets: Sequence[int] = (8, 16, 32, 64), **grid: Any) -> list[Method]:
-    """The methods of ``DEFAULT_METHODS`` from :func:`standard_methods` (every one but the
-    slower sequential OptScale)."""
+    """The methods of ``DEFAULT_METHODS`` from :func:`standard_methods`."""
     methods = standard_methods(budgets, **grid)
     return [methods[k] for k in DEFAULT_METHODS]

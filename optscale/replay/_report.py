@@ -29,34 +29,45 @@ def markdown_summary(ev: Evaluation, title: str = "Replay") -> str:
         lines += ["**SIMULATED POOL**: scores, answers and correctness come from optscale's "
                   "calibrated generator, not from a model. Numbers describe the simulator.", ""]
     folds = int(ev.folds.max()) + 1
+    ref = {"bon": "Best-of-N", "sc": "majority vote", "best-fixed": "the best of Best-of-N, "
+           "majority and weighted vote"}[ev.reference]
     lines += [f"{len(ev.folds)} questions x {ev.orders} random sample orders. Each method's "
               f"setting is chosen per budget on {folds - 1} of {folds} folds of questions (the "
-              "cheapest whose accuracy is at least Best-of-N's at that budget"
+              f"cheapest whose accuracy is at least {ref}'s at that budget"
               + (f" minus {100 * ev.tolerance:g} points" if ev.tolerance else "")
               + ") and reported on the held-out fold. Accuracy: mean (std across orders), %. "
-              f"vs BoN@budget: accuracy difference (points) and {cost} saved against Best-of-N "
-              f"at the same budget. Matched: the cheapest fixed-N Best-of-N at most "
+              f"vs reference@budget: accuracy difference (points) and {cost} saved against "
+              f"{ref} at the same budget. Matched: the cheapest fixed-N Best-of-N at most "
               f"{100 * ev.match_tolerance:g} points less accurate, and the {cost} saved "
               "against it (negative: BoN is cheaper)."
               + (f" Tokens include {ev.verifier_tokens:g} per sample scored by the verifier "
                  "(not charged to the self-consistency methods)." if ev.verifier_tokens else ""),
               ""]
+    if not ev.bon_monotone:
+        lines += ["**Best-of-N is not monotone in N on this pool** (a weak verifier: more "
+                  "samples make its pick worse), so 'matched BoN N' (marked *) is a smaller N, "
+                  "not a cheaper way to the same accuracy; read the matched columns with care.",
+                  ""]
+    for note in ev.notes:
+        lines += [f"Note: {note}.", ""]
     head = ["method", "budget", "accuracy", "samples"]
     head += ["tokens"] if ev.has_tokens else []
-    head += ["vs BoN@budget", "matched BoN N", f"{cost} saved at matched accuracy",
+    head += ["vs reference@budget", "matched BoN N", f"{cost} saved at matched accuracy",
              "chosen setting (folds)"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    flag = "" if ev.bon_monotone else "*"
     for s in sorted(ev.selected, key=lambda s: (s.budget, s.method != "BoN")):
         counts = {c: s.chosen.count(c) for c in dict.fromkeys(s.chosen)}
         top = max(counts, key=counts.get)
         text = top if len(counts) == 1 else \
             f"{top} ({counts[top]}/{len(s.chosen)}; {len(counts) - 1} other)"
-        row = [s.method, str(s.budget), f"{_pct(s.accuracy)} ({_pct(s.accuracy_std)})",
+        budget = f"{s.budget} (clipped to {ev.max_samples})" if s.clipped else str(s.budget)
+        row = [s.method, budget, f"{_pct(s.accuracy)} ({_pct(s.accuracy_std)})",
                f"{s.samples:.2f}"]
         row += [_num(s.tokens)] if ev.has_tokens else []
         row += [f"{100 * s.gain:+.1f} pt, {_pct(s.saving)} %",
-                str(s.matched_n) if s.matched_n else "none",
-                "n/a" if math.isnan(s.reduction) else f"{_pct(s.reduction)} %", text]
+                f"{s.matched_n}{flag}" if s.matched_n else "none",
+                "n/a" if math.isnan(s.reduction) else f"{_pct(s.reduction)} %{flag}", text]
         lines.append("| " + " | ".join(row) + " |")
     if ev.skipped:
         lines += [""] + [f"Not run: {name} ({why})." for name, why in ev.skipped.items()]
@@ -93,7 +104,8 @@ def write_report(ev: Evaluation, out_dir: str, title: str = "Replay") -> list[st
     _write_csv(path("selected.csv"), [
         dict(method=s.method, budget=s.budget, accuracy=s.accuracy,
              accuracy_std=s.accuracy_std, samples=s.samples, tokens=s.tokens,
-             gain_vs_bon_at_budget=s.gain, saving_vs_bon_at_budget=s.saving,
+             gain_vs_reference_at_budget=s.gain, saving_vs_reference_at_budget=s.saving,
+             reference=ev.reference, clipped=s.clipped, bon_monotone=ev.bon_monotone,
              matched_bon_n=s.matched_n, saving_at_matched_accuracy=s.reduction,
              chosen=" | ".join(s.chosen), simulated=ev.simulated)
         for s in ev.selected])

@@ -1,0 +1,150 @@
+"""A cost-aware stopping rule with one price knob and a gain model fitted on calibration data.
+
+At each checkpoint (every ``round_size`` samples) the policy estimates how much the next round
+would raise P(the selected answer is correct), g(n, h), from two features of the question so
+far: n, the samples drawn, and h, the answer posterior's probability that the selected answer
+still leads at the budget (:func:`~optscale.policies.hold_probability`, with concentration
+``alpha``): agreement and scores in one number. It stops when the gain is not worth the
+round's tokens:
+
+    stop  iff  g(n, h) < price * round_size * t,
+
+where t is the mean output tokens per sample (the question's own samples so far when the caller
+reports tokens, else the calibration pool's mean). ``price`` is in accuracy per token: 1e-4
+means "a point of accuracy is worth 100 tokens per question".
+
+The gain model (:class:`GainModel`) is a table: for every n in [1, n_max) and ten bins of h,
+the mean of correct(after n + round_size) - correct(after n) over calibration replay rows in
+that cell, shrunk towards the mean over all h at that n with the weight of ``shrink`` rows
+(sparse cells then fall back to the n-level mean). It is fitted by :meth:`GainModel.fit` from
+stored samples with correctness labels, which is what ``optscale tune`` has. Single samples
+rarely change the answer, so a myopic gain is mostly noise: rounds of 8-16 work better.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from optscale._args import integer, real
+from optscale._selection import Selection
+from optscale.policies._base import Policy, PolicyState, Step
+from optscale.policies._leader import prefix_probabilities, state_probability
+
+__all__ = ["CostAware", "GainModel"]
+
+_BINS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class GainModel:
+    """g(n, s): expected change in P(correct) from ``round_size`` more samples (see the
+    module); ``table[n, bin]`` for n < n_max, and the calibration mean tokens per sample."""
+
+    n_max: int
+    round_size: int
+    table: tuple[tuple[float, ...], ...]
+    tokens_per_sample: float
+
+    def gain(self, n: Any, hold: Any) -> np.ndarray:
+        table = np.asarray(self.table)
+        n = np.clip(np.asarray(n, np.int64), 0, len(table) - 1)
+        b = np.clip((np.asarray(hold) * _BINS).astype(np.int64), 0, _BINS - 1)
+        return table[n, b]
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, answers: np.ndarray, correct: np.ndarray,
+            lengths: np.ndarray, selection: Selection, n_max: int, round_size: int = 1,
+            tokens: np.ndarray | None = None, alpha: float = 2.0,
+            shrink: float = 10.0) -> GainModel:
+        """Fit on calibration replay rows ([B, M] in drawing order, ``correct`` per sample)."""
+        table_of = selection.table(scores, answers)
+        hold_of = prefix_probabilities(scores, answers, table_of, selection, alpha, n_max)
+        size, width = scores.shape
+        rows = np.arange(size)
+        table = np.zeros((n_max, _BINS))
+        for n in range(1, min(n_max, width)):
+            after = min(n + round_size, n_max, width)
+            ok = lengths >= after
+            if not ok.any():
+                continue
+            now = correct[rows, table_of[:, n - 1]]
+            then = correct[rows, table_of[:, after - 1]]
+            delta = (then.astype(np.float64) - now)[ok]
+            b = np.clip((hold_of[ok, n - 1] * _BINS).astype(np.int64), 0, _BINS - 1)
+            level = delta.mean()
+            sums = np.bincount(b, delta, minlength=_BINS)
+            counts = np.bincount(b, minlength=_BINS)
+            table[n] = (sums + shrink * level) / (counts + shrink)
+        if tokens is None:
+            per_sample = 1.0
+        else:
+            drawn = np.arange(width)[None, :] < lengths[:, None]
+            per_sample = float(np.asarray(tokens, np.float64)[drawn].mean())
+        return cls(n_max, round_size, tuple(tuple(float(v) for v in r) for r in table),
+                   per_sample)
+
+    def to_dict(self) -> dict:
+        return {"n_max": self.n_max, "round_size": self.round_size,
+                "table": [list(r) for r in self.table], "tokens_per_sample":
+                self.tokens_per_sample}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GainModel:
+        return cls(int(data["n_max"]), int(data["round_size"]),
+                   tuple(tuple(float(v) for v in r) for r in data["table"]),
+                   float(data["tokens_per_sample"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class CostAware(Policy):
+    """Stop when the next round's expected gain in accuracy is worth less than its tokens at
+    ``price`` (accuracy per token); needs a fitted ``model`` (:meth:`GainModel.fit`, or
+    ``optscale tune``)."""
+
+    price: float = 1e-4
+    n_max: int = 32
+    round_size: int = 8
+    alpha: float = 2.0
+    selection: Selection = Selection("weighted")
+    model: GainModel | None = None
+    kind = "cost"
+    trainable = True
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        integer(owner, "n_max", self.n_max, 1)
+        integer(owner, "round_size", self.round_size, 1)
+        if not real(owner, "price", self.price) >= 0:
+            raise ValueError(f"{owner}: price must be >= 0; got {self.price}")
+        if not real(owner, "alpha", self.alpha) > 0:
+            raise ValueError(f"{owner}: alpha must be > 0; got {self.alpha}")
+        if not isinstance(self.selection, Selection) or self.selection.rule == "max":
+            raise ValueError(f"{owner}: selection must be a vote or a weighted vote")
+        if self.model is not None and not isinstance(self.model, GainModel):
+            raise TypeError(f"{owner}: model must be a GainModel; got {type(self.model)}")
+
+    @property
+    def scores_stop(self) -> bool:  # type: ignore[override]
+        return False
+
+    def with_model(self, model: GainModel) -> CostAware:
+        return dataclasses.replace(self, model=model)
+
+    def _step(self, state: PolicyState) -> Step:
+        if self.model is None:
+            raise ValueError("CostAware: no gain model; fit one with GainModel.fit (or use "
+                             "optscale tune) and pass model=")
+        n = len(state.scores)
+        if n == 0 or n % self.round_size:
+            return Step(False, self.round_size - n % self.round_size)
+        hold = state_probability(state, self.selection, self.alpha, self.n_max)
+        gain = float(self.model.gain(n, hold))
+        tokens = np.asarray(state.tokens, np.float64)
+        # (the running sum, as the replay computes it, so that both round alike)
+        per_sample = (float(np.cumsum(tokens)[-1] / n) if np.isfinite(tokens).all()
+                      else self.model.tokens_per_sample)
+        return Step(bool(gain < self.price * self.round_size * per_sample), self.round_size,
+                    confidence=gain)
