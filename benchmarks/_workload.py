@@ -110,12 +110,22 @@ def replay_pool(questions: int = REPLAY_QUESTIONS, samples: int = 64):
 def replay_methods():
     """48 settings: BoN, SC, weighted SC (4 budgets each), ESC and ASC (2 x 4), DSC (4),
     OptScale^0 one-shot (2 targets x 2 confidences x 4 budgets)."""
-    from optscale import OptScale0
-    from optscale.replay import ASC, DSC, ESC, BestOfN, MajorityVote, OptScaleMethod, WeightedVote
+    from optscale import ASC, DSC, ESC, FixedN, OptScale0, Selection
+    from optscale.replay import PolicyMethod
 
-    b = REPLAY_BUDGETS
-    return [BestOfN(budgets=b), MajorityVote(budgets=b), WeightedVote(budgets=b),
-            ESC(windows=(2, 4), budgets=b), ASC(thresholds=(0.9, 0.95), budgets=b),
-            DSC(windows=(2,), budgets=b),
-            OptScaleMethod("OptScale^0", OptScale0(target=0.9),
-                           {"target": (0.9, 0.95), "confidence": (0.8, 0.9), "n_max": b})]
+    b = {"n_max": REPLAY_BUDGETS}
+    return [PolicyMethod("BoN", FixedN(), b),
+            PolicyMethod("SC", FixedN(selection=Selection("vote")), b),
+            PolicyMethod("Weighted SC", FixedN(selection=Selection("weighted")), b),
+            PolicyMethod("ESC", ESC(), {"window": (2, 4), **b}),
+            PolicyMethod("ASC", ASC(), {"threshold": (0.9, 0.95), **b}),
+            PolicyMethod("DSC", DSC(window=2), b),
+            PolicyMethod("OptScale^0", OptScale0(target=0.9),
+                         {"target": (0.9, 0.95), "confidence": (0.8, 0.9), **b})]
+
+
+def online_replay(method, rows):
+    """Every setting of ``method`` driven through its online ``start`` / ``update``, one row
+    at a time: the per-question loop the vectorised replay is compared with."""
+    return [p.replay(rows.scores, rows.answers, rows.lengths, rows.tokens, rows.prior)
+            for p in method.policies]

@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from benchmarks import _workload  # noqa: E402
 from optscale.replay import evaluate, make_rows  # noqa: E402
-from optscale.replay._loop import replay_loop  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +48,7 @@ def main() -> None:
     loop_time = {}
     for method in methods:
         start = time.perf_counter()
-        replay_loop(method, rows)
+        _workload.online_replay(method, rows)
         loop_time[method.name] = ((time.perf_counter() - start) * args.questions
                                   / args.loop_questions)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from benchmarks import _workload
 from optscale.replay import evaluate, make_rows
-from optscale.replay._loop import replay_loop
 
 
 def test_vectorised_replay(benchmark):
@@ -20,4 +19,5 @@ def test_vectorised_replay(benchmark):
 def test_loop_replay_10_questions(benchmark):
     methods = _workload.replay_methods()
     rows, _, _ = make_rows(_workload.replay_pool(10), 20, 0)
-    benchmark.pedantic(lambda: [replay_loop(m, rows) for m in methods], rounds=1, iterations=1)
+    benchmark.pedantic(lambda: [_workload.online_replay(m, rows) for m in methods], rounds=1,
+                       iterations=1)
