@@ -161,8 +161,10 @@ def test_prior_policy_and_argument_checks():
     mixture = optscale.OptScaleT(target=0.9, n_peek=0, n_max=16, family="mixture")
     with pytest.raises(ValueError, match="prior"):
         optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), mixture)
-    with pytest.raises(TypeError, match="OptScale"):
+    with pytest.raises(TypeError, match="optscale policy"):
         optscale.run("q", CountingGenerator(), CallableScorer(seeded_scores), object())
+    with pytest.raises(ValueError, match="give a scorer"):
+        optscale.run("q", CountingGenerator(), None, policy)
     with pytest.raises(ValueError, match="priors"):
         optscale.run_batch(["a", "b"], CountingGenerator(), CallableScorer(seeded_scores),
                            policy, priors=[(0.9, 0.1)])
@@ -306,10 +308,10 @@ def test_an_interrupt_in_the_scorer_keeps_the_unscored_samples():
 class FailingPolicy(optscale.OptScale0):
     """Raises on its second update with scores (after the peek and one more round)."""
 
-    def update(self, state, scores=None):
+    def update(self, state, scores=None, answers=None, tokens=None):
         if scores is not None and len(state.scores) >= 4:
             raise ValueError("policy broke")
-        return super().update(state, scores)
+        return super().update(state, scores, answers, tokens)
 
 
 def test_a_policy_error_ends_its_question_with_everything_kept():
@@ -382,3 +384,24 @@ def test_prior_policy_takes_priors_from_its_predictor_in_one_batch():
     beta = dataclasses.replace(policy, family="beta")
     a, b = beta.prior_for(questions[:1])
     np.testing.assert_allclose([a[0] / (a[0] + b[0])], [0.97])
+
+
+def test_any_policy_with_answers_and_no_scorer():
+    """A vote-based policy needs no verifier: the run loop extracts answers, the policy stops
+    on agreement, and the answer is the vote's pick."""
+    texts = iter(["the answer is 3", "the answer is 4", "the answer is 4", "the answer is 4"]
+                 * 10)
+    gen = CallableGenerator(lambda prompts, n: [[(next(texts), 5) for _ in range(n)]
+                                                for _ in prompts])
+    esc = optscale.ESC(window=2, n_max=12)
+    r = optscale.run("q", gen, None, esc, answer=lambda t: t.split()[-1])
+    assert r.ok and r.n_used == 4 and r.answers == ("3", "4", "4", "4")
+    assert r.chosen == 1 and r.answer == "the answer is 4" and all(np.isnan(r.scores))
+    # a weighted vote with a scorer: the chosen sample is the weighted leader, not the best
+    gen = CallableGenerator(lambda prompts, n: [[(t, 5) for t in ("a", "b", "b")][:n]
+                                                for _ in prompts])
+    scores = {"a": 0.9, "b": 0.5}
+    policy = optscale.FixedN(3, optscale.Selection("weighted"))
+    r = optscale.run("q", gen, CallableScorer(lambda p, ts: [scores[t] for t in ts]), policy,
+                     answer=str)
+    assert r.best_index == 0 and r.chosen == 1 and r.answer == "b"

@@ -1,4 +1,5 @@
-"""``optscale run``: drive a local Hugging Face model and verifier with an OptScale policy."""
+"""``optscale run``: drive a local Hugging Face model and verifier with a policy (OptScale^0
+from flags, or a policy file from ``optscale tune``)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         questions += read_lines(args.input)
     if not questions:
         raise CLIError("give a question, or --input FILE with one per line")
-    try:
-        policy = optscale.OptScale0(target=args.target, confidence=args.confidence,
-                                    n_peek=args.n_peek, n_max=args.n_max)
-    except ValueError as err:
-        raise CLIError(f"invalid policy options: {err}") from None
+    if args.policy is not None:
+        policy = optscale.load_policy(args.policy)
+    else:
+        try:
+            policy = optscale.OptScale0(target=args.target, confidence=args.confidence,
+                                        n_peek=args.n_peek, n_max=args.n_max)
+        except ValueError as err:
+            raise CLIError(f"invalid policy options: {err}") from None
+    answer = None
+    if args.answer == "boxed":
+        from optscale.replay._grading import extract_boxed as answer
     try:
         generator = HFGenerator.from_pretrained(args.model, max_new_tokens=args.max_new_tokens)
         kind = HFPRMScorer if args.scorer_kind == "prm" else HFRewardScorer
@@ -33,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         sampling["seed"] = args.seed
     try:
-        results = optscale.run_batch(questions, generator, scorer, policy,
+        results = optscale.run_batch(questions, generator, scorer, policy, answer=answer,
                                      progress=not args.quiet and len(questions) > 1, **sampling)
     except BaseException as err:  # interrupted: print what was drawn, then report the stop
         _print(getattr(err, "partial_results", None) or [], args.json)
@@ -49,7 +56,8 @@ def _print(results, as_json: bool) -> int:
         if as_json:
             print(json.dumps({
                 "question": r.question, "answer": r.answer, "n_used": r.n_used,
-                "tokens": r.tokens, "n_star": r.n_star, "scores": list(r.scores),
+                "tokens": r.tokens, "n_star": r.n_star, "chosen": r.chosen,
+                "scores": list(r.scores), "answers": list(r.answers),
                 "samples": [s.text for s in r.samples],
                 "error": None if r.ok else f"{type(r.error).__name__}: {r.error}"}))
         else:
@@ -68,8 +76,10 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("run", help="answer questions with a local model, sampling adaptively",
                        description="Draw samples from a local Hugging Face causal LM, score them "
-                       "with a local reward model or PRM, and let OptScale^0 decide how many to "
-                       "draw; prints the best answer and what it cost.")
+                       "with a local reward model or PRM, and let a policy decide how many to "
+                       "draw (OptScale^0 from --target/--confidence/--n-peek/--n-max, or "
+                       "--policy FILE from optscale tune); prints the chosen answer and what it "
+                       "cost.")
     p.add_argument("question", nargs="*", help="question text(s)")
     p.add_argument("--input", "-i", type=input_file, help="file with one question per line")
     p.add_argument("--model", required=True, type=input_dir, help="local causal LM folder")
@@ -77,6 +87,11 @@ def add_commands(sub) -> None:
                    help="local reward model or PRM folder")
     p.add_argument("--scorer-kind", dest="scorer_kind", choices=("reward", "prm"),
                    default="reward", help="outcome reward model (default) or process RM")
+    p.add_argument("--policy", type=input_file,
+                   help="a policy file (optscale tune -o); replaces the OptScale^0 options")
+    p.add_argument("--answer", choices=("none", "boxed"), default="none",
+                   help="how a sample's final answer is read, for votes: none (default) or "
+                   "boxed (the last \\boxed{...})")
     p.add_argument("--target", type=float_arg(), default=0.9,
                    help="score to reach (default 0.9)")
     p.add_argument("--confidence", type=float_arg(0.0, 1.0, open_lo=True, open_hi=True),

@@ -1,9 +1,11 @@
 """The run loop: a policy drives a generator and a scorer until it says stop.
 
 Per question: ask the policy (``start`` / ``update``) how many samples to draw, draw them, score
-them, tell the policy, repeat; answer with the best-scoring sample. :func:`run_batch` advances
-many questions together: each round, questions that want the same number of samples share one
-generator call.
+them (and extract their answers, for votes), tell the policy, repeat; answer with the sample the
+policy's selection rule chose. :func:`run_batch` advances many questions together: each round,
+questions that want the same number of samples share one generator call. Any
+:class:`optscale.policies.Policy` drives it; a policy that never reads scores (a vote with a
+vote-based stopping rule) needs no scorer.
 
 Nothing already paid for is dropped:
 
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from optscale._policy import OptScale
+from optscale.policies import Policy
 from optscale.sampling._types import (
     Generator,
     Sample,
@@ -51,9 +53,10 @@ class RunResult:
     """What one question's run produced.
 
     ``samples`` are all completions drawn, in drawing order; ``scores[i]`` scores
-    ``samples[i]``. After a scorer failure (or an interrupt) the last ``len(samples) -
-    len(scores)`` samples are unscored (kept: they were paid for). ``answer`` is the text of the
-    best-scoring sample.
+    ``samples[i]`` (NaN: not scored, as for a policy that reads no scores). After a scorer
+    failure (or an interrupt) the last ``len(samples) - len(scores)`` samples are unscored
+    (kept: they were paid for). ``answer`` is the text of sample ``chosen``, the one the
+    policy's selection rule picked (for the best-score rule, ``best_index``).
     """
 
     question: str
@@ -63,6 +66,8 @@ class RunResult:
     scores: tuple[float, ...]
     n_star: int | None
     error: BaseException | None = None
+    chosen: int | None = None  # the sample answered with (the policy's selection rule)
+    answers: tuple[Any, ...] = ()  # the extracted answer of each scored sample (votes)
 
     @property
     def n_used(self) -> int:
@@ -120,13 +125,19 @@ class _Question:
     def done(self) -> bool:
         return self.error is not None or self.decision.stop
 
-    def result(self, stopped: BaseException | None = None) -> RunResult:
+    answers: list[Any] = dataclasses.field(default_factory=list)
+
+    def result(self, policy: Policy, stopped: BaseException | None = None) -> RunResult:
         """The result so far; ``stopped``: the exception that ended the run before this question
         was done (it becomes the error)."""
-        best = int(np.argmax(self.scores)) if self.scores else None
+        scores = np.asarray(self.scores, np.float64)
+        finite = np.isfinite(scores)
+        best = int(np.argmax(np.where(finite, scores, -np.inf))) if finite.any() else None
+        chosen = policy.selection.choose(self.scores, self.answers) if self.scores else None
         error = self.error if self.done or stopped is None else stopped
-        return RunResult(self.text, None if best is None else self.samples[best].text, best,
-                         tuple(self.samples), tuple(self.scores), self.decision.n_star, error)
+        return RunResult(self.text, None if chosen is None else self.samples[chosen].text, best,
+                         tuple(self.samples), tuple(self.scores), self.decision.n_star, error,
+                         chosen, tuple(self.answers))
 
 
 def _draw(group: list[_Question], n: int, generator: Generator, sampling: dict[str, Any],
@@ -173,22 +184,26 @@ def _draw(group: list[_Question], n: int, generator: Generator, sampling: dict[s
             q.error = RuntimeError(f"generator returned no samples (asked for {n})")
 
 
-def _absorb(q: _Question, scorer: Scorer, policy: OptScale, retries: int,
+def _absorb(q: _Question, scorer: Scorer | None, policy: Policy, answer: Any, retries: int,
             backoff: float) -> None:
-    """Score the question's unscored samples and tell the policy; a scorer failure ends the
-    question with the samples kept unscored, a policy error ends it with the scores kept."""
-    texts = [s.text for s in q.samples[len(q.scores):]]
+    """Score the question's unscored samples, extract their answers and tell the policy; a
+    scorer (or answer) failure ends the question with the samples kept unscored, a policy error
+    ends it with the scores kept."""
+    new = q.samples[len(q.scores):]
+    texts = [s.text for s in new]
     if not texts:
         return
     try:
-        scores = _with_retries(lambda: _check_scores(scorer.score(q.text, texts), texts),
-                               retries, backoff)
+        scores = [np.nan] * len(texts) if scorer is None else _with_retries(
+            lambda: _check_scores(scorer.score(q.text, texts), texts), retries, backoff)
+        answers = None if answer is None else [answer(t) for t in texts]
     except Exception as err:
         q.error = q.error or err  # a generator error that came first stays the reason
         return
     q.scores.extend(scores)
+    q.answers.extend(answers or [None] * len(texts))
     try:
-        q.decision = policy.update(q.state, scores)
+        q.decision = policy.update(q.state, scores, answers, [s.tokens for s in new])
     except Exception as err:  # the policy failed on these scores: the question stops here
         q.error = q.error or err
 
@@ -200,18 +215,23 @@ def _attach(err: BaseException, name: str, value: Any) -> None:
         pass
 
 
-def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, policy: OptScale,
-              *, priors: Sequence[tuple[float, float]] | None = None, retries: int = 2,
+def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer | None,
+              policy: Policy, *, priors: Sequence[tuple[float, float]] | None = None,
+              answer: Callable[[str], Any] | None = None, retries: int = 2,
               backoff: float = 0.5, progress: bool = False, **sampling: Any) -> list[RunResult]:
     """Run ``policy`` on every question; returns one :class:`RunResult` per question, in order.
 
     Args:
         questions: the prompts.
         generator: anything with ``generate(prompts, n, **sampling)`` (see :class:`Generator`).
-        scorer: anything with ``score(prompt, texts)`` (see :class:`Scorer`).
-        policy: an :class:`optscale.OptScale` policy (its ``n_max`` bounds every question).
+        scorer: anything with ``score(prompt, texts)`` (see :class:`Scorer`); None for a
+            policy that reads no scores (``policy.uses_verifier`` False: votes).
+        policy: any :class:`optscale.policies.Policy` (its ``n_max`` bounds every question).
         priors: (mu0, sigma0) per question, for policies that use a prior (OptScale^t); None:
             the policy's predictor predicts them from the questions (``OptScaleT.prior_for``).
+        answer: the final answer of a sample text (any hashable; None: none), for votes, e.g.
+            ``optscale.replay.extract_boxed``; None: no answers (votes fall back to the first
+            sample).
         retries: retries of a failed generator or scorer call (bounded; 0 = none). A generator
             retry asks only for the samples still missing.
         backoff: seconds before the first retry, doubling after each, at most
@@ -226,8 +246,12 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
             exception as ``error``). Generator, scorer and policy failures do not escape: they
             end their question (``RunResult.error``).
     """
-    if not isinstance(policy, OptScale):
-        raise TypeError(f"policy must be an OptScale policy; got {type(policy).__name__}")
+    if not isinstance(policy, Policy):
+        raise TypeError(f"policy must be an optscale policy; got {type(policy).__name__}")
+    if scorer is None and policy.uses_verifier:
+        raise ValueError(f"scorer: {policy.describe()} reads scores; give a scorer")
+    if answer is not None and not callable(answer):
+        raise TypeError(f"answer must be a callable text -> answer; got {type(answer).__name__}")
     retries = check_int("retries", retries, 0)
     backoff = check_number("backoff", backoff, 0.0, hi=1e6)  # time.sleep takes no more
     if isinstance(questions, str):
@@ -263,21 +287,21 @@ def run_batch(questions: Sequence[str], generator: Generator, scorer: Scorer, po
             for n, group in by_n.items():
                 _draw(group, n, generator, sampling, retries, backoff)
                 for q in group:
-                    _absorb(q, scorer, policy, retries, backoff)
+                    _absorb(q, scorer, policy, answer, retries, backoff)
             if bar is not None:
                 bar.update(sum(q.done for q in open_))
     except BaseException as stop:
-        _attach(stop, "partial_results", [q.result(stop) for q in todo])
+        _attach(stop, "partial_results", [q.result(policy, stop) for q in todo])
         raise
     finally:
         if bar is not None:
             bar.close()
-    return [q.result() for q in todo]
+    return [q.result(policy) for q in todo]
 
 
-def run(question: str, generator: Generator, scorer: Scorer, policy: OptScale, *,
-        prior: tuple[float, float] | None = None, retries: int = 2, backoff: float = 0.5,
-        **sampling: Any) -> RunResult:
+def run(question: str, generator: Generator, scorer: Scorer | None, policy: Policy, *,
+        prior: tuple[float, float] | None = None, answer: Callable[[str], Any] | None = None,
+        retries: int = 2, backoff: float = 0.5, **sampling: Any) -> RunResult:
     """Run ``policy`` on one question (see :func:`run_batch`).
 
     An exception escaping the loop (KeyboardInterrupt, ...) carries ``.partial_result``, the
@@ -297,8 +321,8 @@ def run(question: str, generator: Generator, scorer: Scorer, policy: OptScale, *
         raise TypeError(f"question must be a string; got {type(question).__name__}")
     priors = None if prior is None else [prior]
     try:
-        return run_batch([question], generator, scorer, policy, priors=priors, retries=retries,
-                         backoff=backoff, **sampling)[0]
+        return run_batch([question], generator, scorer, policy, priors=priors, answer=answer,
+                         retries=retries, backoff=backoff, **sampling)[0]
     except BaseException as stop:
         results = getattr(stop, "partial_results", None)
         if results:
