@@ -114,6 +114,15 @@ def test_tune_objectives_choose_as_documented():
     assert Objective("budget", 50).choose(acc, cost) == 0  # none fits: cheapest
     assert Objective("price", 1e-4).choose(acc, cost) == 1  # three tie at 0.38: the cheapest
     assert Objective("price", 0.0).choose(acc, cost) == 2
+    # per-question accuracies: setting 1 is the best on average, but setting 2 (dearer, still
+    # within budget) is within one standard error of it: the tie goes to spending the budget;
+    # setting 0 is clearly worse
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, 200)
+    noise = rng.normal(0, 0.1, 200)
+    per_q = np.stack([base - 0.2, base, base - 0.005 + noise - noise.mean()])
+    assert Objective("budget", 500).choose(per_q, np.array([100.0, 200.0, 400.0])) == 2
+    assert Objective("budget", 300).choose(per_q, np.array([100.0, 200.0, 400.0])) == 1
     with pytest.raises(ValueError, match="objective"):
         Objective("speed", 1.0)
     with pytest.raises(ValueError, match="accuracy in"):

@@ -155,8 +155,9 @@ def _replay_policy(args: argparse.Namespace) -> int:
         cost = "tokens" if "tokens" in held else "samples"
         print(f"\nThe policy file reports, held out on the pool it was tuned on "
               f"({loaded.provenance.get('pool', '?')}): accuracy {100 * held['accuracy']:.1f} % "
-              f"(std {100 * held.get('accuracy_std', float('nan')):.1f} across orders), "
-              f"{held.get(cost, float('nan')):,.0f} {cost}.")
+              f"(std {100 * held.get('accuracy_std', float('nan')):.1f} across orders, "
+              f"standard error {100 * held.get('accuracy_se_questions', float('nan')):.1f} "
+              f"over questions), {held.get(cost, float('nan')):,.0f} {cost}.")
     return status
 
 
@@ -202,7 +203,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"Policy: {result.method}: {result.setting}")
     print(f"        {result.policy.describe()}")
     print(f"Held out (each fold chose on the others): accuracy {100 * held['accuracy']:.1f} % "
-          f"(std {100 * held['accuracy_std']:.1f} across orders), {held[cost]:,.1f} {cost}, "
+          f"(std {100 * held['accuracy_std']:.1f} across orders; standard error "
+          f"{100 * held['accuracy_se_questions']:.1f} over questions), {held[cost]:,.1f} {cost}, "
           f"{held['samples']:.2f} samples per question.")
     print(f"In sample (the written policy, all questions): accuracy {100 * ins['accuracy']:.1f} "
           f"%, {ins[cost]:,.1f} {cost}.")
