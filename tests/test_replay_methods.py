@@ -377,3 +377,25 @@ def test_gain_model_round_trip():
     assert np.asarray(model.table).shape == (12, 10)
     with pytest.raises(ValueError, match="gain model"):
         CostAware().update(CostAware().start(), [0.5], ["a"])
+
+
+def test_tune_chooses_each_fold_on_the_others_only():
+    from optscale.replay._tune import Objective, tune
+
+    pool = labelled_pool(9)
+    methods = [BON, PolicyMethod("ESC", ESC(), {"window": (2, 4), "n_max": (8, 16)}),
+               PolicyMethod("Cost", CostAware(), {"price": (1e-4, 1e-3), "n_max": (16,)})]
+    objective = Objective("budget", 4000.0)
+    res = tune(pool, methods, objective, orders=2, folds=3, seed=2)
+    ev = res.evaluation
+    for k, label in enumerate(res.heldout["chosen_per_fold"]):
+        cal = ev.folds != k
+        i = objective.choose(ev.fold_correct[k][:, cal].mean(axis=2),
+                             ev.fold_cost[k][:, cal].mean(axis=(1, 2)))
+        assert label == f"{ev.settings[i].method}: {ev.settings[i].label}"
+    held = np.concatenate([ev.fold_correct[k][
+        ev.settings.index(next(s for s in ev.settings if f"{s.method}: {s.label}" == lab)),
+        ev.folds == k] for k, lab in enumerate(res.heldout["chosen_per_fold"])])
+    assert res.heldout["accuracy"] == pytest.approx(held.mean())
+    assert res.policy.n_max <= 16 and (not isinstance(res.policy, CostAware)
+                                       or res.policy.model is not None)
