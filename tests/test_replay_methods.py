@@ -399,3 +399,9 @@ def test_tune_chooses_each_fold_on_the_others_only():
     assert res.heldout["accuracy"] == pytest.approx(held.mean())
     assert res.policy.n_max <= 16 and (not isinstance(res.policy, CostAware)
                                        or res.policy.model is not None)
+
+
+def test_method_keys_list_every_standard_method():
+    from optscale.replay._methods import DEFAULT_METHODS, METHOD_KEYS, standard_methods
+
+    assert set(METHOD_KEYS) == set(standard_methods()) and set(DEFAULT_METHODS) <= set(METHOD_KEYS)

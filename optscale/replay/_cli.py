@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 
-from optscale.replay._methods import DEFAULT_METHODS, Method, standard_methods
+from optscale.replay._methods import DEFAULT_METHODS, METHOD_KEYS, Method, standard_methods
 from optscale.replay._protocol import REFERENCES, evaluate
 from optscale.replay._readers import FORMATS
 from optscale.replay._report import markdown_summary, write_report
@@ -310,8 +310,8 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     from optscale.cli import float_arg, int_arg, int_list_arg, output_dir
 
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated, from {', '.join(standard_methods())} (default: all "
-                   "but optscale0-seq; bon always runs)")
+                   help=f"comma-separated, from {', '.join(METHOD_KEYS)} (default: "
+                   f"{','.join(DEFAULT_METHODS)}; bon always runs)")
     p.add_argument("--budgets", type=int_list_arg(1), default=[8, 16, 32, 64],
                    help="maximum samples per question to compare at (default 8,16,32,64)")
     p.add_argument("--orders", type=int_arg(1), default=20,
@@ -418,7 +418,7 @@ def add_commands(sub) -> None:
     p.add_argument("--price", type=float_arg(0.0),
                    help="objective: maximise accuracy - price x mean cost")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated, from {', '.join(standard_methods())}")
+                   help=f"comma-separated, from {', '.join(METHOD_KEYS)}")
     p.add_argument("--budgets", type=int_list_arg(1), default=list(TUNE_BUDGETS),
                    help="maximum samples per question in the grids (default "
                    f"{','.join(map(str, TUNE_BUDGETS))})")

@@ -40,7 +40,7 @@ from optscale.policies import (
 from optscale.policies._leader import prefix_probabilities
 from optscale.replay._prefix import Prefix, prefix_tables
 
-__all__ = ["DEFAULT_METHODS", "Method", "PolicyMethod", "Rows", "Setting", "Tables",
+__all__ = ["DEFAULT_METHODS", "METHOD_KEYS", "Method", "PolicyMethod", "Rows", "Setting", "Tables",
            "default_methods", "standard_methods"]
 
 
@@ -395,6 +395,9 @@ _REPLAY: dict[type, Callable[..., np.ndarray]] = {
 
 DEFAULT_METHODS = ("bon", "sc", "wsc", "esc", "asc", "dsc", "optscale0", "optscalet",
                    "optscale0-sot", "optscale0-pred", "optscale0-wv", "leader", "hybrid", "cost")
+# every key of standard_methods (listed without building the grids: the command line's help)
+METHOD_KEYS = (*DEFAULT_METHODS, "optscale0-seq", "optscale0-beta", "optscale0-mixture",
+               "optscale0-auto", "optscale0-exceedance")
 
 _WEIGHTED = Selection("weighted")
 # the weighted votes of the standard grid: raw scores, and squared scores (w = u^2, trusting
