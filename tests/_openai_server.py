@@ -5,7 +5,9 @@
 as configured). Fault injection: ``delay`` (seconds, or ``fn(body) -> seconds``),
 :meth:`OpenAIServer.fail_next`, ``fail_prompts`` (prompt -> HTTP status), ``mutate`` (edit the
 answer before it is sent), ``raw_body`` (send these bytes instead, with or without a
-Content-Length) and ``trickle`` (send the response one byte at a time). Every request is
+Content-Length) and ``trickle`` (send the response one byte at a time). ``logprobs`` sets the
+token log-probabilities it reports, and ``routes`` adds JSON endpoints (a reward model for
+``optscale serve``'s scorers). Every request is
 recorded (:attr:`OpenAIServer.records`) with its status: ``in_flight``, ``done``, ``failed``
 (an injected or backend error) or ``abandoned`` (the client closed the connection before the
 answer).
@@ -28,7 +30,7 @@ from typing import Any
 
 from optscale.sampling import Sample
 
-__all__ = ["EchoBackend", "OpenAIServer", "Record", "TinyGPT2Backend"]
+__all__ = ["AnswerBackend", "EchoBackend", "OpenAIServer", "Record", "TinyGPT2Backend"]
 
 _NOT_SAMPLING = ("model", "prompt", "messages", "n", "stream")
 
@@ -72,6 +74,26 @@ class EchoBackend:
                 k0 = self.counter.get(p, 0)
                 self.counter[p] = k0 + n
                 out.append([Sample(f"{p}#{k}", 3 + k % 5) for k in range(k0, k0 + n)])
+            return out
+
+
+class AnswerBackend:
+    """Sample ``k`` of a prompt is ``"<prompt> #k: ... \\boxed{answers[k % len]}"`` (tokens 3 +
+    k % 5): votes over these answers are as interesting as ``answers`` makes them."""
+
+    def __init__(self, answers: Sequence[str]) -> None:
+        self.answers = list(answers)
+        self.counter: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def generate(self, prompts: Sequence[str], n: int, **sampling: Any) -> list[list[Sample]]:
+        with self._lock:
+            out = []
+            for p in prompts:
+                k0 = self.counter.get(p, 0)
+                self.counter[p] = k0 + n
+                out.append([Sample(f"{p} #{k}: so \\boxed{{{self.answers[k % len(self.answers)]}}}",
+                                   3 + k % 5) for k in range(k0, k0 + n)])
             return out
 
 
@@ -136,6 +158,7 @@ class OpenAIServer:
             (also ``choices[i].usage.completion_tokens``) or ``"none"``. Logprobs (one entry
             per token) are added when the request asks for them.
         fail_prompts: prompt -> HTTP status to always answer with (an error body).
+        fail_when: ``fn(body) -> HTTP status or None``: answer that request with the status.
         mutate: ``fn(answer) -> answer``, applied to every successful answer before sending
             (non-string texts, odd choices...).
         raw_body: bytes sent as the 200 answer instead of the JSON (or ``fn(record) ->
@@ -143,23 +166,33 @@ class OpenAIServer:
             the connection closes).
         trickle: seconds between single bytes of the response (status line, headers, body);
             the sending stops when the client disconnects or the server stops.
+        logprobs: ``fn(text, tokens) -> list of floats`` (one per token), the log-probabilities
+            reported when a request asks for them (default -1.0 each).
+        routes: path -> ``fn(body) -> answer object`` for other POST endpoints (recorded like
+            the others; they are also subject to ``fail_next``).
     """
 
     def __init__(self, backend: Any, *, delay: float | Callable[[dict[str, Any]], float] = 0.0,
                  token_counts: str = "usage", fail_prompts: dict[str, int] | None = None,
+                 fail_when: Callable[[dict[str, Any]], int | None] | None = None,
                  mutate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
                  raw_body: bytes | Callable[[Record], bytes] | None = None,
-                 send_length: bool = True, trickle: float = 0.0) -> None:
+                 send_length: bool = True, trickle: float = 0.0,
+                 logprobs: Callable[[str, int], list[float]] | None = None,
+                 routes: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> None:
         if token_counts not in ("usage", "choice", "none"):
             raise ValueError(f"token_counts must be usage, choice or none; got {token_counts}")
         self.backend = backend
         self.delay = delay
         self.token_counts = token_counts
         self.fail_prompts = dict(fail_prompts or {})
+        self.fail_when = fail_when
         self.mutate = mutate
         self.raw_body = raw_body
         self.send_length = send_length
         self.trickle = trickle
+        self.logprobs = logprobs
+        self.routes = dict(routes or {})
         self.records: list[Record] = []
         self._fail: list[tuple[int, str]] = []
         self._lock = threading.Lock()
@@ -263,6 +296,9 @@ class OpenAIServer:
                 return self._fail.pop(0)
         if rec.prompt in self.fail_prompts:
             return self.fail_prompts[rec.prompt], f"prompt {rec.prompt!r} is refused"
+        status = None if self.fail_when is None else self.fail_when(rec.body)
+        if status is not None:
+            return status, f"request {rec.id} is refused"
         return None
 
     def _answer(self, rec: Record) -> dict[str, Any]:
@@ -280,9 +316,12 @@ class OpenAIServer:
                 c["text"] = s.text
             if want_lp:
                 toks = [f"t{j}" for j in range(s.tokens)]
+                values = ([-1.0] * s.tokens if self.logprobs is None
+                          else list(self.logprobs(s.text, s.tokens)))
+                pairs = zip(toks, values, strict=True)
                 c["logprobs"] = (
-                    {"content": [{"token": t, "logprob": -1.0} for t in toks]} if chat
-                    else {"tokens": toks, "token_logprobs": [-1.0] * len(toks)})
+                    {"content": [{"token": t, "logprob": v} for t, v in pairs]}
+                    if chat else {"tokens": toks, "token_logprobs": values})
             if self.token_counts == "choice":
                 c["usage"] = {"completion_tokens": s.tokens}
             choices.append(c)
@@ -357,6 +396,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": "body is not JSON"}})
             return
         rec = owner._record(path, body)
+        if path in owner.routes:
+            fault = owner._injected(rec)
+            if fault is not None:
+                owner._finish(rec, "failed", fault[0])
+                self._send(fault[0], {"error": {"message": fault[1], "code": fault[0]}})
+                return
+            try:
+                answer = owner.routes[path](body)
+            except Exception as err:
+                owner._finish(rec, "failed", 500)
+                self._send(500, {"error": {"message": f"route: {type(err).__name__}: {err}"}})
+                return
+            owner._finish(rec, "done", 200)
+            self._send(200, answer)
+            return
         if path not in ("/v1/completions", "/v1/chat/completions"):
             owner._finish(rec, "failed", 404)
             self._send(404, {"error": {"message": f"no route {path}"}})

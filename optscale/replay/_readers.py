@@ -6,9 +6,10 @@
      "samples": [{"score": 0.93, "correct": true, "tokens": 512, "answer": "42",
                   "text": "...", "steps": [0.9, 0.95]}, ...]}
 
-- ``samples`` (required): a non-empty list; every sample needs ``score`` (a finite number) or
-  ``steps`` (a non-empty list of step scores, aggregated into the score by ``aggregate``;
-  ``score`` wins when both are given).
+- ``samples`` (required): a non-empty list; every sample needs ``score`` (a finite number, or
+  null for a sample that was drawn but not scored: NaN in the pool, which the policies and
+  replay treat as unscored) or ``steps`` (a non-empty list of step scores, aggregated into the
+  score by ``aggregate``; a numeric ``score`` wins when both are given).
 - ``id`` (default: the question's 0-based position), ``question``, ``gold`` (the final answer;
   a GSM8K solution ending in ``#### 42`` counts as ``42``) and ``prior`` (``[mu0, sigma0]``,
   sigma0 > 0, on every question or none) are optional.
@@ -285,6 +286,7 @@ class _Score:
     def __init__(self, aggregate: str):
         self.aggregate = aggregate
         self.used = False
+        self.unscored: tuple[_Where, str] | None = None  # the first "score": null
 
     def steps(self, at: _Where, field: str, value: Any) -> float:
         steps = _list(at, field, value, "step scores")
@@ -425,7 +427,11 @@ def _read_jsonl(path: str, records: list[tuple[int, Any]], score: _Score
                 at.fail(field, "needs a score or steps")
             if "steps" in sample:  # checked even where a score is given
                 value = score.steps(at, f"{field}.steps", sample["steps"])
-            if "score" in sample:
+            if "score" in sample and sample["score"] is None:
+                if "steps" not in sample:
+                    value = math.nan  # drawn but not scored (a request log of optscale serve)
+                    score.unscored = score.unscored or (at, f"{field}.score")
+            elif "score" in sample:
                 value = _number(at, f"{field}.score", sample["score"])
             x.scores.append(value)
             if has["correct"].check(at, f"{field}.correct", "correct" in sample):
@@ -661,7 +667,15 @@ def load_pool(path: str | os.PathLike, format: str = "auto", aggregate: str = "l
                               f"{second.id!r} is already used at line {first.line}")
     if questions is not None:
         _add_questions(source, items, os.fspath(questions))
-    return _assemble(items, _fill_meta(meta, source, fmt, aggregate if score.used else None))
+    try:
+        return _assemble(items, _fill_meta(meta, source, fmt, aggregate if score.used else None))
+    except ValueError:
+        if score.unscored is None:
+            raise
+        # a Pool that requires finite scores cannot hold unscored samples: still a format error
+        at, field = score.unscored
+        at.fail(field, "null (drawn but not scored) is not accepted by this Pool (it needs "
+                       "finite scores)")
 
 
 def _jsonable(value: Any) -> Any:
@@ -701,7 +715,8 @@ def write_jsonl(pool: Pool, path: str | os.PathLike, *,
                 record["prior"] = [float(v) for v in pool.prior[q]]
             samples = []
             for j in range(int(pool.lengths[q])):
-                sample: dict[str, Any] = {"score": float(pool.scores[q, j]),
+                value = float(pool.scores[q, j])
+                sample: dict[str, Any] = {"score": None if math.isnan(value) else value,
                                           "group": int(pool.answers[q, j])}
                 if pool.correct is not None:
                     sample["correct"] = bool(pool.correct[q, j])

@@ -1,21 +1,20 @@
 """A :class:`~optscale.sampling.Generator` for any OpenAI-compatible server (vLLM, SGLang, APIs).
 
-Standard library only: one ``http.client`` connection per request, requests run concurrently on
-a thread pool ("async" here means up to ``concurrency`` HTTP requests in flight at once, not
-``asyncio``).
+Built on the async ``httpx`` client of ``optscale serve`` (:mod:`optscale.serve._upstream`):
+the requests of a call run as tasks on a private event loop in a background thread, so the
+generator is an ordinary blocking object for :func:`optscale.run`. ``httpx`` is imported when the
+first generator is built: ``import optscale.sampling`` does not need it.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import json
-import math
-import socket
-import ssl
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from optscale.sampling._types import Sample, check_int, check_number
@@ -26,7 +25,6 @@ _RESERVED = frozenset({"model", "prompt", "messages", "n", "stream"})
 _MAX_RETRY_AFTER = 30.0  # seconds: the longest wait before a retry (backoff or Retry-After)
 MAX_RESPONSE_BYTES = 16 * 2**20  # default cap on one response body
 _ERROR_BODY_BYTES = 65536  # what is read of an error response (for its message)
-_CHUNK = 65536
 _MAX_TIMEOUT = 1e6
 _MISSING = object()
 
@@ -64,7 +62,7 @@ class _Cancelled(Exception):
 
 
 class _Call:
-    """One :meth:`OpenAIGenerator.generate` call: its cancel flag, open connections, results.
+    """One :meth:`OpenAIGenerator.generate` call: its cancel flag, request futures, results.
 
     ``results`` and ``error`` change only under ``lock`` and only before the cancel, so what the
     caller reads after :meth:`cancel` is final: an answer is either kept or known dropped.
@@ -74,8 +72,7 @@ class _Call:
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
         self.wake: Future[None] = Future()  # completed by cancel(): wakes the waiting caller
-        self.conns: set[http.client.HTTPConnection] = set()
-        self.futures: list[Future[Any]] = []
+        self.futures: list[Future[Any]] = []  # one per request, running on the generator's loop
         self.results: dict[tuple[int, int], list[Sample]] = {}
         self.problems: list[str] = []  # unusable choices of answers that were kept
         self.error: OpenAIError | None = None
@@ -92,26 +89,58 @@ class _Call:
             if self.cancelled.is_set():
                 return
             self.error = err
-        self.cancel()  # from the failing worker itself: nothing else starts after this
+        self.cancel()  # from the failing request itself: nothing else starts after this
 
     def cancel(self) -> None:
         with self.lock:
             if self.cancelled.is_set():
                 return
             self.cancelled.set()
-            conns = list(self.conns)
             futures = list(self.futures)
+        # cancelling a request's future cancels its task: one still waiting for a slot is never
+        # sent, one in flight has its connection closed (its answer, if any, is ignored)
         for f in futures:
-            f.cancel()  # not started yet: never runs
-        for conn in conns:  # in flight: abandon (wakes a thread blocked reading the socket)
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            f.cancel()
         if not self.wake.done():
             self.wake.set_result(None)
+
+
+class _Loop:
+    """A private event loop in a daemon thread, with the generator's :class:`Upstream`."""
+
+    def __init__(self, make_upstream: Callable[[], Any]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="openai-generator",
+                                       daemon=True)
+        self.thread.start()
+
+        async def make() -> Any:
+            return make_upstream()
+
+        self.upstream = asyncio.run_coroutine_threadsafe(make(), self.loop).result()
+
+    def submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self, wait_s: float = 2.0) -> None:
+        """Close the client and stop the thread (from any thread but the loop's own)."""
+        if self.loop.is_closed():
+            return
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # connections closed
+            await self.upstream.aclose()
+
+        try:
+            self.submit(shutdown()).result(wait_s)
+        except Exception:  # closing is best effort: the loop goes anyway
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(wait_s)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 class OpenAIGenerator:
@@ -138,7 +167,7 @@ class OpenAIGenerator:
     connection errors, malformed HTTP, 429 and 5xx. Other 4xx and unusable 200 answers raise at
     once. Waits double up to 30 s (or ``backoff`` if larger). ``timeout`` is the deadline of one
     attempt in all, from connecting to the last byte of the answer: a server that trickles its
-    answer is cut off at the deadline (its socket is shut down), not only one that goes silent.
+    answer is cut off at the deadline (its connection is closed), not only one that goes silent.
     An answer larger than ``max_response_bytes`` (default 16 MiB) is refused without reading the
     rest. The run loop (:func:`optscale.run`) also retries failed calls (for the missing samples
     only), so attempts multiply: pass ``retries=0`` to one of the two if that is not wanted.
@@ -152,7 +181,7 @@ class OpenAIGenerator:
     :class:`OpenAIError` is raised at once, with ``.partial`` holding per prompt the samples
     already received. :meth:`cancel` (thread-safe, from any thread) cancels the calls in progress:
     their requests not yet started are never sent, in-flight requests are abandoned (their
-    sockets shut down, any answer ignored), and ``generate`` returns promptly what it had received
+    connections closed, any answer ignored), and ``generate`` returns promptly what it had received
     (per prompt possibly fewer than ``n`` samples, possibly none). An interrupt (KeyboardInterrupt)
     in ``generate`` cancels the same way and is re-raised with ``.partial`` set. A request
     already sent may still be computed (and billed) by the server: closing the connection is
@@ -160,10 +189,11 @@ class OpenAIGenerator:
     but an answer that arrives after the cancel is not received. ``cancel`` between calls does
     nothing.
 
-    Use as a context manager or call :meth:`close` (cancels running calls, stops the threads).
-    Not for streaming; ``https`` uses the default SSL context; proxies from the environment are
-    not used; ``api_key`` is sent as ``Authorization: Bearer`` and never read from the
-    environment.
+    Use as a context manager or call :meth:`close` (cancels running calls, stops the event-loop
+    thread). Connections are pooled and reused (keep-alive) across calls. Not for streaming;
+    ``https`` uses the default SSL context; proxies from the environment are not used;
+    ``api_key`` is sent as ``Authorization: Bearer`` and never read from the environment.
+    Needs ``httpx`` (``pip install httpx``, part of the ``serve`` extra).
 
     Example:
         >>> gen = OpenAIGenerator("http://localhost:8000/v1", "Qwen/Qwen2.5-7B-Instruct",
@@ -244,18 +274,14 @@ class OpenAIGenerator:
         self.extra_body = dict(extra_body or {})
         self.count_tokens = count_tokens
         self.max_response_bytes = max_response_bytes
-        self.url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._path = f"{parts.path}/{'chat/completions' if chat else 'completions'}"
-        if parts.query:
-            self._path += f"?{parts.query}"
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
-                         **(headers or {})}
-        if api_key is not None:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        endpoint = "chat/completions" if chat else "completions"
+        self.url = urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, f"{parts.path}/{endpoint}", parts.query, ""))
+        self._headers = dict(headers or {})
+        self._api_key = api_key
         self._lock = threading.Lock()
         self._calls: set[_Call] = set()
-        self._pool: ThreadPoolExecutor | None = None
+        self._loop: _Loop | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -272,19 +298,36 @@ class OpenAIGenerator:
             call.cancel()
 
     def close(self) -> None:
-        """Cancel the calls in progress and release the threads; ``generate`` then fails."""
+        """Cancel the calls in progress and stop the event-loop thread; ``generate`` then
+        fails."""
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
+            loop, self._loop = self._loop, None
         self.cancel()
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if loop is not None:
+            loop.stop()
 
     def __enter__(self) -> OpenAIGenerator:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _started(self) -> _Loop:
+        """The event loop and client, started on first use (under ``_lock``)."""
+        if self._loop is None:
+            from optscale.serve._upstream import Upstream  # needs httpx: imported on first use
+
+            def make() -> Upstream:
+                return Upstream(self.base_url, api_key=self._api_key, headers=self._headers,
+                                timeout=self.timeout, retries=self.retries,
+                                backoff=self.backoff, max_in_flight=self.concurrency,
+                                max_response_bytes=self.max_response_bytes)
+
+            self._loop = _Loop(make)
+            # a generator dropped without close() still stops its thread
+            weakref.finalize(self, self._loop.stop, 0.5)
+        return self._loop
 
     # -- generate --------------------------------------------------------------------------
 
@@ -316,10 +359,9 @@ class OpenAIGenerator:
         with self._lock:
             if self._closed:
                 raise OpenAIError(self.url, None, "generator is closed")
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai")
-            pool = self._pool
+            loop = self._started()
             self._calls.add(call)
+
         def received() -> list[list[Sample]]:
             with call.lock:
                 results = dict(call.results)
@@ -332,7 +374,8 @@ class OpenAIGenerator:
             with call.lock:  # cancel() sees every future once submitted
                 for i, j, k in jobs:
                     body = self._body(prompts[i], k, j, sampling)
-                    call.futures.append(pool.submit(self._job, call, (i, j), body, k))
+                    call.futures.append(loop.submit(self._job(loop.upstream, call, (i, j),
+                                                              body, k)))
             pending = set(call.futures)
             while pending and not call.cancelled.is_set():
                 _, pending = wait(pending | {call.wake}, return_when=FIRST_COMPLETED)
@@ -372,139 +415,24 @@ class OpenAIGenerator:
         else:
             body["prompt"] = prompt if self.system_prompt is None else \
                 f"{self.system_prompt}\n\n{prompt}"
-        return json.dumps(body).encode()
+        return json.dumps(body).encode()  # here, so that a bad sampling value raises at once
 
-    # -- one request, with retries ---------------------------------------------------------
+    # -- one request (on the loop), with the client's retries ------------------------------
 
-    def _job(self, call: _Call, key: tuple[int, int], body: bytes, k: int) -> None:
+    async def _job(self, upstream: Any, call: _Call, key: tuple[int, int], body: bytes,
+                   k: int) -> None:
+        if call.cancelled.is_set():
+            return  # cancelled before it started: never sent
         try:
-            call.keep(key, *self._request(call, body, k))
+            samples, problems = await upstream.post_json(
+                self.url, body, lambda answer: self._samples(answer, k))
+            call.keep(key, samples, problems)
         except _Cancelled:
             pass
-        except BaseException as exc:
-            call.fail(exc if isinstance(exc, OpenAIError) else OpenAIError(
-                self.url, None, f"{type(exc).__name__}: {exc}"))
-            raise
-
-    def _request(self, call: _Call, body: bytes, k: int) -> tuple[list[Sample], list[str]]:
-        for attempt in range(self.retries + 1):
-            if call.cancelled.is_set():
-                raise _Cancelled
-            try:
-                return self._attempt(call, body, k)
-            except OpenAIError as err:
-                if call.cancelled.is_set():
-                    raise _Cancelled from err
-                if not err.retryable or attempt == self.retries:
-                    if attempt == 0:
-                        raise
-                    raise OpenAIError(err.url, err.status, err.message, retryable=err.retryable,
-                                      attempts=attempt + 1) from err
-                if call.cancelled.wait(_retry_delay(self.backoff, attempt, err.retry_after)):
-                    raise _Cancelled from err
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._scheme == "https":
-            return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
-
-    def _read(self, resp: http.client.HTTPResponse, limit: int, truncate: bool) -> bytes:
-        """The body, at most ``limit`` bytes: beyond it an OpenAIError (or, where
-        ``truncate``, the first ``limit`` bytes)."""
-        length = resp.getheader("Content-Length")
-        if not truncate and length and length.strip().isdigit() and int(length) > limit:
-            raise OpenAIError(self.url, resp.status, f"response of {int(length)} bytes is larger "
-                              f"than max_response_bytes={limit}")
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = resp.read(min(_CHUNK, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        data = b"".join(chunks)
-        if size > limit:
-            if truncate:
-                return data[:limit]
-            raise OpenAIError(self.url, resp.status, f"response larger than "
-                              f"max_response_bytes={limit}")
-        return data
-
-    def _attempt(self, call: _Call, body: bytes, k: int) -> tuple[list[Sample], list[str]]:
-        conn = self._connection()
-        with call.lock:
-            if call.cancelled.is_set():
-                raise _Cancelled
-            call.conns.add(conn)
-        expired = threading.Event()
-
-        def expire() -> None:  # the deadline: wake a read blocked on a trickling server
-            expired.set()
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        timer = threading.Timer(self.timeout, expire)
-        timer.daemon = True
-        timer.start()
-        timed_out = OpenAIError(self.url, None, f"timed out after {self.timeout} s",
-                                retryable=True)
-        try:
-            try:
-                conn.connect()
-                if call.cancelled.is_set():  # cancel() may have missed a socket still connecting
-                    raise _Cancelled
-                if expired.is_set():
-                    raise timed_out
-                conn.request("POST", self._path, body=body, headers=self._headers)
-                resp = conn.getresponse()
-                status = resp.status
-                retry_after = resp.getheader("Retry-After")
-                if status == 200:
-                    data = self._read(resp, self.max_response_bytes, truncate=False)
-                else:
-                    data = self._read(resp, min(_ERROR_BODY_BYTES, self.max_response_bytes),
-                                      truncate=True)
-            except TimeoutError as err:
-                raise timed_out from err
-            except ssl.SSLCertVerificationError as err:
-                raise OpenAIError(self.url, None, f"SSL: {err}") from err
-            except (OSError, http.client.HTTPException) as err:
-                if expired.is_set():
-                    raise timed_out from err
-                raise OpenAIError(self.url, None, f"{type(err).__name__}: {err}",
-                                  retryable=True) from err
-            if expired.is_set():  # the answer may have been cut short by the deadline
-                raise timed_out
-        finally:
-            timer.cancel()
-            conn.close()
-            with call.lock:
-                call.conns.discard(conn)
-        if call.cancelled.is_set():
-            raise _Cancelled  # abandoned: the answer is ignored
-        if status != 200:
-            try:
-                wait_s = float(retry_after) if retry_after else None
-            except ValueError:
-                wait_s = None
-            if wait_s is not None and not (math.isfinite(wait_s) and wait_s >= 0):
-                wait_s = None
-            raise OpenAIError(self.url, status, _server_message(data),
-                              retryable=status == 429 or status >= 500, retry_after=wait_s)
-        try:
-            answer = json.loads(data)
-            return self._samples(answer, k)
-        except OpenAIError:
-            raise
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
-            raise OpenAIError(self.url, status, f"unusable response ({type(err).__name__}: "
-                              f"{str(err)[:200]}): {data[:300]!r}") from err
+        except OpenAIError as err:
+            call.fail(err)
+        except Exception as err:  # a bug or an odd failure still ends the call with an error
+            call.fail(OpenAIError(self.url, None, f"{type(err).__name__}: {err}"))
 
     def _samples(self, answer: dict[str, Any], k: int) -> tuple[list[Sample], list[str]]:
         """The usable choices as samples, and what was wrong with the others."""
@@ -577,7 +505,7 @@ def _choice_tokens(choice: dict[str, Any], chat: bool) -> int | None:
 def _server_message(data: bytes) -> str:
     try:
         obj = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return data.decode("utf-8", "replace").strip()[:500] or "(empty body)"
     if isinstance(obj, dict):
         err = obj.get("error", obj)

@@ -1,0 +1,248 @@
+"""The async client to an OpenAI-compatible engine (vLLM, SGLang, any server), on ``httpx``.
+
+Pooled ``httpx.AsyncClient`` connections (sharded over several small pools: httpcore's pool
+assigns requests to connections in time that grows with the pool's size, which collapses a
+single pool of hundreds of busy connections to ~100 requests/s), an ``asyncio.Semaphore`` on
+requests in flight, a deadline per attempt (connect to last byte), bounded retries with capped
+exponential backoff and ``Retry-After``, a response size cap enforced while the body streams
+in, and cancellation: cancelling the awaiting task closes the request's connection, which is
+the signal engines act on (vLLM aborts a request whose connection closes). Both ``optscale
+serve`` and :class:`optscale.sampling.OpenAIGenerator` use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from optscale.sampling._openai import (
+    _ERROR_BODY_BYTES,
+    MAX_RESPONSE_BYTES,
+    OpenAIError,
+    _retry_delay,
+    _server_message,
+)
+
+__all__ = ["POOL_SIZE", "Observer", "Upstream"]
+
+POOL_SIZE = 8  # connections per httpx pool (see the module docstring)
+
+T = TypeVar("T")
+
+# what a parse of a 200 body may raise on a body of the wrong shape: "unusable response"
+_SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+class Observer(Protocol):
+    """Told about every attempt (for metrics): ``kind`` is ``ok``, ``timeout``,
+    ``connection``, ``http_429``, ``http_4xx``, ``http_5xx``, ``too_large`` or ``malformed``."""
+
+    def attempt(self, kind: str, seconds: float) -> None: ...
+
+
+class Upstream:
+    """Async POSTs of JSON to one base URL, with the reliability rules of the module docstring.
+
+    Args:
+        base_url: ``http(s)://host:port/v1`` (paths are appended to it).
+        api_key: sent as ``Authorization: Bearer``.
+        headers: extra request headers.
+        timeout: seconds per attempt in all (connect, send, wait, read); > 0.
+        retries: retries after a timeout, a connection error, malformed HTTP, 429 or 5xx.
+        backoff: seconds before the first retry; doubles, at most 30 s (or ``backoff``).
+        max_in_flight: requests sent at once at most (the others wait their turn).
+        max_response_bytes: a longer body is refused (not retried) without reading the rest.
+        transport: an ``httpx`` transport to use instead of the network (tests, benchmarks).
+        observer: told about every attempt (metrics).
+    """
+
+    def __init__(self, base_url: str, *, api_key: str | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 60.0,
+                 retries: int = 2, backoff: float = 0.5, max_in_flight: int = 64,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 observer: Observer | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_in_flight = int(max_in_flight)
+        self.max_response_bytes = int(max_response_bytes)
+        self.observer = observer
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         **(headers or {})}
+        if api_key is not None:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        shards = max(1, -(-self.max_in_flight // POOL_SIZE))
+        per = -(-self.max_in_flight // shards)
+        limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        # the deadline is ours (the whole attempt); httpx's own timeouts are per operation and
+        # only back it up; proxies from the environment are not used (trust_env=False)
+        verify = ssl.create_default_context()  # one for all pools: each costs ~1 MB
+        self._clients = [httpx.AsyncClient(
+            limits=limits, timeout=httpx.Timeout(self.timeout), transport=transport,
+            trust_env=False, follow_redirects=False, verify=verify) for _ in range(shards)]
+        # requests in flight per pool: a request goes to the least busy one, so that under the
+        # global cap no pool ever has more than ``per`` (pigeonhole): nothing queues in httpcore
+        self._busy = [0] * shards
+        self._slots: asyncio.Semaphore | None = None
+        self.in_flight = 0
+
+    def url(self, path: str) -> str:
+        """The URL of ``path`` (relative to the base URL; an absolute URL is kept)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        for client in self._clients:
+            await client.aclose()
+
+    # -- one POST, with retries ----------------------------------------------------------------
+
+    async def post_json(self, path: str, body: dict[str, Any] | bytes,
+                        parse: Callable[[Any], T] | None = None) -> T:
+        """POST ``body`` (an object, or JSON bytes) to ``path``; the decoded answer, or
+        ``parse`` of it.
+
+        ``parse`` runs inside the attempt: a shape error it raises (``TypeError``,
+        ``KeyError``, ...) is an "unusable response" :class:`OpenAIError` (not retried), an
+        :class:`OpenAIError` it raises goes through as it is.
+
+        Raises:
+            OpenAIError: the request failed for good (after the retries where retryable).
+            asyncio.CancelledError: the caller was cancelled; the connection is closed.
+        """
+        url = self.url(path)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                return await self._attempt(url, data, parse)
+            except OpenAIError as err:
+                if not err.retryable or attempt == self.retries:
+                    if attempt == 0:
+                        raise
+                    raise OpenAIError(err.url, err.status, err.message, retryable=err.retryable,
+                                      attempts=attempt + 1) from err
+                await asyncio.sleep(_retry_delay(self.backoff, attempt, err.retry_after))
+        raise AssertionError("unreachable")
+
+    def _observe(self, kind: str, start: float) -> None:
+        if self.observer is not None:
+            self.observer.attempt(kind, time.perf_counter() - start)
+
+    async def _attempt(self, url: str, data: bytes, parse: Callable[[Any], T] | None) -> T:
+        if self._slots is None:  # made in the running loop (Python 3.10 binds it on creation)
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        async with self._slots:
+            start = time.perf_counter()
+            self.in_flight += 1
+            try:
+                status, retry_after, body = await asyncio.wait_for(
+                    self._exchange(url, data), self.timeout)
+            except asyncio.TimeoutError:
+                self._observe("timeout", start)
+                raise OpenAIError(url, None, f"timed out after {self.timeout:g} s",
+                                  retryable=True) from None
+            except OpenAIError as err:
+                self._observe(getattr(err, "kind", "connection"), start)
+                raise
+            finally:
+                self.in_flight -= 1
+        if status != 200:
+            self._observe("http_429" if status == 429 else "http_5xx" if status >= 500
+                          else "http_4xx", start)
+            raise OpenAIError(url, status, _server_message(body),
+                              retryable=status == 429 or status >= 500, retry_after=retry_after)
+        try:
+            answer = json.loads(body)
+            result = answer if parse is None else parse(answer)
+        except OpenAIError:
+            self._observe("malformed", start)
+            raise
+        except _SHAPE_ERRORS as err:
+            self._observe("malformed", start)
+            raise OpenAIError(url, status, f"unusable response ({type(err).__name__}: "
+                              f"{str(err)[:200]}): {body[:300]!r}") from None
+        self._observe("ok", start)
+        return result
+
+    async def _exchange(self, url: str, data: bytes) -> tuple[int, float | None, bytes]:
+        """(status, Retry-After seconds, body) of one attempt; transport failures as
+        retryable :class:`OpenAIError`."""
+        try:
+            shard = self._busy.index(min(self._busy))
+            self._busy[shard] += 1
+            try:
+                return await self._exchange_on(self._clients[shard], url, data)
+            finally:
+                self._busy[shard] -= 1
+        except httpx.TimeoutException:
+            err = OpenAIError(url, None, f"timed out after {self.timeout:g} s", retryable=True)
+            err.kind = "timeout"  # type: ignore[attr-defined]
+            raise err from None
+        except httpx.TransportError as err:
+            cause = err.__cause__ or err.__context__
+            while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                raise OpenAIError(url, None, f"SSL: {cause}") from None
+            # "Connection" leads: the cause is the connection, whatever httpx calls it
+            raise OpenAIError(url, None, f"Connection error ({type(err).__name__}: "
+                              f"{str(err)[:200] or 'no detail'})", retryable=True) from None
+
+    async def _exchange_on(self, client: httpx.AsyncClient, url: str, data: bytes
+                           ) -> tuple[int, float | None, bytes]:
+        async with client.stream("POST", url, content=data, headers=self._headers) as resp:
+            status = resp.status_code
+            if status == 200:
+                try:
+                    body = await self._read(resp, url, self.max_response_bytes, False)
+                except OpenAIError as err:
+                    err.kind = "too_large"  # type: ignore[attr-defined]
+                    raise
+            else:
+                body = await self._read(resp, url, min(_ERROR_BODY_BYTES,
+                                                       self.max_response_bytes), True)
+            return status, _retry_after(resp.headers.get("Retry-After")), body
+
+    @staticmethod
+    async def _read(resp: httpx.Response, url: str, limit: int, truncate: bool) -> bytes:
+        """The body, at most ``limit`` bytes: beyond it an :class:`OpenAIError` (or, where
+        ``truncate``, the first ``limit`` bytes); the rest is never read."""
+        length = resp.headers.get("Content-Length", "")
+        if not truncate and length.strip().isdigit() and int(length) > limit:
+            raise OpenAIError(url, resp.status_code, f"response of {int(length)} bytes is larger "
+                              f"than max_response_bytes={limit}")
+        chunks, size = [], 0
+        async for chunk in resp.aiter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+        body = b"".join(chunks)
+        if size > limit:
+            if truncate:
+                return body[:limit]
+            raise OpenAIError(url, resp.status_code, f"response larger than "
+                              f"max_response_bytes={limit}")
+        return body
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds (the delta form; a date or garbage: None)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

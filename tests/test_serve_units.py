@@ -1,0 +1,459 @@
+"""``optscale serve``'s pieces on their own: the async upstream client (on an ``httpx``
+MockTransport: retries, Retry-After, the in-flight cap, the size cap, cancellation), the
+scorers (logprob confidence, vLLM pooling/classify, the JSON endpoint, a local model off the
+event loop), the token bucket's rule, the knobs, the engine's own cap and failure statuses, the
+request log (fsync, rotation, numbering, writes after a cancel) and unscored samples in the pool
+reader."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+import optscale  # noqa: E402
+from optscale.sampling._openai import OpenAIError  # noqa: E402
+from optscale.serve import (  # noqa: E402
+    HTTPScorer,
+    LocalScorer,
+    LogprobConfidence,
+    RequestLog,
+    TokenBucket,
+    Upstream,
+    lowest_window_confidence,
+    mean_confidence,
+)
+from optscale.serve._config import ServeConfig, parse_scorer  # noqa: E402
+from optscale.serve._engine import Engine, Job  # noqa: E402
+from optscale.serve._knobs import RequestError, resolve_knobs  # noqa: E402
+from optscale.serve._scorers import _pooled_score  # noqa: E402
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def upstream(handler, **kw) -> Upstream:
+    kw.setdefault("backoff", 0.0)
+    return Upstream("http://up/v1", transport=httpx.MockTransport(handler), **kw)
+
+
+def completion(text="t", tokens=3, chat=False):
+    choice = {"index": 0, "finish_reason": "stop",
+              **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
+    return {"choices": [choice], "usage": {"prompt_tokens": 2, "completion_tokens": tokens}}
+
+
+# -- the upstream client ---------------------------------------------------------------------
+
+def test_retries_honour_retry_after_and_stop_at_the_bound():
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        if len(calls) < 3:
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "busy"})
+        return httpx.Response(200, json={"ok": 1})
+
+    kinds = []
+
+    class Seen:
+        def attempt(self, kind, seconds):
+            kinds.append(kind)
+
+    async def main():
+        up = upstream(handler, retries=2, observer=Seen())
+        assert await up.post_json("completions", {"a": 1}) == {"ok": 1}
+        with pytest.raises(OpenAIError, match="busy") as info:
+            calls.clear()
+            up.retries = 1
+            await up.post_json("completions", {"a": 1})
+        assert info.value.status == 503 and info.value.attempts == 2
+        await up.aclose()
+
+    run(main())
+    assert kinds == ["http_5xx", "http_5xx", "ok", "http_5xx", "http_5xx"]
+    assert json.loads(calls[0].content) == {"a": 1}
+    assert str(calls[0].url) == "http://up/v1/completions"
+
+
+def test_client_errors_and_oversized_or_malformed_bodies_are_not_retried():
+    bodies = {"/v1/bad": (400, b'{"error": {"message": "no such thing"}}'),
+              "/v1/big": (200, b'{"x": "' + b"y" * 5000 + b'"}'),
+              "/v1/junk": (200, b"[" * 900)}
+    calls = []
+
+    def handler(request):
+        calls.append(request.url.path)
+        status, body = bodies[request.url.path]
+        return httpx.Response(status, content=body)
+
+    async def main():
+        up = upstream(handler, retries=3, max_response_bytes=1000)
+        for path, match in (("bad", "no such thing"), ("big", "max_response_bytes=1000"),
+                            ("junk", "unusable response")):
+            with pytest.raises(OpenAIError, match=match):
+                await up.post_json(path, {})
+        await up.aclose()
+
+    run(main())
+    assert calls == ["/v1/bad", "/v1/big", "/v1/junk"]
+
+
+def test_requests_in_flight_are_capped_and_cancellation_frees_them():
+    state = {"now": 0, "peak": 0}
+
+    async def handler(request):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        try:
+            await asyncio.sleep(0.05 if request.url.path.endswith("fast") else 30)
+        finally:
+            state["now"] -= 1
+        return httpx.Response(200, json={})
+
+    async def main():
+        up = upstream(handler, max_in_flight=3)
+        await asyncio.gather(*(up.post_json("fast", {}) for _ in range(10)))
+        assert state["peak"] == 3
+        slow = [asyncio.ensure_future(up.post_json("slow", {})) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert up.in_flight == 3  # two wait for a slot: never sent
+        for t in slow:
+            t.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+        assert up.in_flight == 0 and state["now"] == 0
+        await up.aclose()
+        # 20 in flight spread over small pools, none fuller than its share
+        wide = upstream(handler, max_in_flight=20)
+        assert len(wide._clients) == 3
+        many = [asyncio.ensure_future(wide.post_json("slow", {})) for _ in range(25)]
+        await asyncio.sleep(0.1)
+        assert wide.in_flight == 20 and max(wide._busy) <= 7
+        for t in many:
+            t.cancel()
+        await asyncio.gather(*many, return_exceptions=True)
+        assert sum(wide._busy) == 0
+        await wide.aclose()
+
+    run(main())
+
+
+def test_the_deadline_covers_the_whole_attempt():
+    async def handler(request):
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={})
+
+    async def main():
+        up = upstream(handler, timeout=0.1, retries=1)
+        with pytest.raises(OpenAIError, match="timed out after 0.1 s") as info:
+            await up.post_json("x", {})
+        assert info.value.retryable and info.value.attempts == 2
+        await up.aclose()
+
+    run(main())
+
+
+# -- scorers -----------------------------------------------------------------------------------
+
+def test_logprob_confidences_are_documented_numbers_in_the_unit_interval():
+    half = math.log(0.5)
+    assert mean_confidence([0.0, half]) == pytest.approx(0.75)
+    assert mean_confidence([0.0, float("-inf"), None]) == pytest.approx(0.5)
+    assert math.isnan(mean_confidence([])) and math.isnan(lowest_window_confidence([None]))
+    lp = [0.0] * 10 + [half] * 4 + [0.0] * 10
+    assert lowest_window_confidence(lp, window=4) == pytest.approx(0.5)
+    assert lowest_window_confidence(lp, window=8) == pytest.approx(0.75)
+    assert lowest_window_confidence(lp, window=1000) == pytest.approx(mean_confidence(lp))
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        values = list(-rng.exponential(1.0, rng.integers(1, 100)))
+        low, mean = lowest_window_confidence(values, 16), mean_confidence(values)
+        assert 0 <= low <= mean <= 1
+    scorer = LogprobConfidence("lowest-window", 2)
+    assert run(scorer.score("q", ["a", "b"], [[0.0, half, 0.0], None]))[0] == \
+        pytest.approx(0.75)
+    with pytest.raises(ValueError, match="method"):
+        LogprobConfidence("median")
+    with pytest.raises(ValueError, match="window"):
+        LogprobConfidence("mean", 0)
+
+
+def test_pooling_results_become_one_documented_scalar():
+    assert _pooled_score(0.3, -1, "last") == 0.3
+    assert _pooled_score([0.2, 0.8], -1, "last") == 0.8
+    assert _pooled_score([0.2, 0.8], 0, "last") == 0.2
+    steps = [[0.1, 0.9], [0.4, 0.6], [0.3, 0.7]]  # a PRM: one (bad, good) pair per step
+    assert _pooled_score(steps, -1, "last") == 0.7
+    assert _pooled_score(steps, 1, "min") == 0.6
+    assert _pooled_score(steps, 1, "mean") == pytest.approx(0.7333333)
+    with pytest.raises(TypeError):
+        _pooled_score([], -1, "last")
+
+
+def test_http_scorers_speak_vllm_pooling_classify_and_json():
+    seen = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        seen.append((request.url.path, body))
+        if request.url.path == "/pooling":
+            n = len(body["input"]) if "input" in body else 1
+            return httpx.Response(200, json={"data": [
+                {"index": i, "object": "pooling", "data": [[0.5, 0.1 * (i + 1)]]}
+                for i in range(n)]})
+        if request.url.path == "/classify":
+            return httpx.Response(200, json={"data": [
+                {"index": i, "probs": [0.25, 0.75]} for i in range(len(body["input"]))]})
+        return httpx.Response(200, json={"scores": [len(c) / 10 for c in body["completions"]]})
+
+    async def main():
+        client = Upstream("http://rm:1", transport=httpx.MockTransport(handler), backoff=0)
+        msgs = HTTPScorer("pooling", "http://rm:1/pooling", client, model="prm")
+        assert await msgs.score("q", ["a", "b"], [None, None]) == [0.1, 0.1]
+        text = HTTPScorer("pooling", "http://rm:1/pooling", client, input="text")
+        assert await text.score("q", ["a", "b"], [None, None]) == pytest.approx([0.1, 0.2])
+        cls = HTTPScorer("classify", "http://rm:1/classify", client, input="text")
+        assert await cls.score("q", ["a"], [None]) == [0.75]
+        generic = HTTPScorer("json", "http://rm:1/score", client)
+        assert await generic.score("q", ["abc", "abcdef"], [None, None]) == [0.3, 0.6]
+        await client.aclose()
+
+    run(main())
+    assert seen[0] == ("/pooling", {"model": "prm", "messages": [
+        {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+    assert seen[2] == ("/pooling", {"input": ["q\n\na", "q\n\nb"]})
+    assert seen[-1] == ("/score", {"prompt": "q", "completions": ["abc", "abcdef"]})
+
+
+def test_a_malformed_scorer_answer_is_an_error():
+    client = Upstream("http://rm:1", transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"scores": [0.5]})), backoff=0, retries=3)
+    scorer = HTTPScorer("json", "http://rm:1/score", client)
+    with pytest.raises(OpenAIError, match="1 scores for 2"):
+        run(scorer.score("q", ["a", "b"], [None, None]))
+    bad = Upstream("http://rm:1", transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, json={"scores": ["x"]})), backoff=0)
+    with pytest.raises(OpenAIError, match="unusable response"):
+        run(HTTPScorer("json", "http://rm:1/score", bad).score("q", ["a"], [None]))
+
+
+def test_a_local_scorer_runs_off_the_event_loop():
+    threads = []
+
+    class Slow:
+        def score(self, prompt, texts):
+            threads.append(threading.current_thread().name)
+            return [0.5 + 0.1 * i for i in range(len(texts))]
+
+    async def main():
+        scorer = LocalScorer(Slow())
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.ensure_future(tick())
+        scores = await scorer.score("q", ["a", "b"], [None, None])
+        ticker.cancel()
+        return scores, ticks
+
+    scores, ticks = run(main())
+    assert scores == [0.5, 0.6] and threads and threads[0] != threading.main_thread().name
+    assert ticks > 0
+
+
+def test_the_local_hf_reward_scorer_through_the_async_wrapper():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from optscale.sampling._hf import HFRewardScorer
+    from tests.test_sampling_hf import gpt2_config, make_tokenizer
+
+    torch.manual_seed(1)
+    orm = transformers.GPT2ForSequenceClassification(gpt2_config(num_labels=1)).eval()
+    direct = HFRewardScorer(orm, make_tokenizer())
+    texts = ["1+1=2", "it is 3", "no idea"]
+    wrapped = run(LocalScorer(direct).score("what is 1+1?", texts, [None] * 3))
+    np.testing.assert_allclose(wrapped, direct.score("what is 1+1?", texts), rtol=1e-6)
+
+
+def test_scorer_specs():
+    assert parse_scorer("logprob-window") == ("logprob-window", 64)
+    assert parse_scorer("logprob-window:8") == ("logprob-window", 8)
+    assert parse_scorer("pooling:http://h:1/pooling") == ("pooling", "http://h:1/pooling")
+    assert parse_scorer("hf-prm:/models/prm") == ("hf-prm", "/models/prm")
+    for bad in ("bogus", "logprob-window:0", "logprob-window:x", "pooling:ftp://h/x",
+                "pooling:", "none:1", ""):
+        with pytest.raises(ValueError):
+            parse_scorer(bad)
+    with pytest.raises(ValueError, match="reads scores"):
+        ServeConfig("http://h:1/v1", "m", {"default": optscale.FixedN(n_max=2)})
+    with pytest.raises(ValueError, match="default"):
+        ServeConfig("http://h:1/v1", "m", {"x": optscale.ESC()})
+    assert ServeConfig("http://h:1/v1", "m").policies["default"].selection.rule == "vote"
+
+
+# -- the token bucket and the knobs ----------------------------------------------------------
+
+def test_the_token_bucket_rule():
+    now = [0.0]
+    bucket = TokenBucket(100.0, burst=2.0, initial_tokens=50.0, clock=lambda: now[0])
+    assert bucket.cap(16) == 4  # 200 tokens / 50 per sample
+    for _ in range(4):
+        bucket.spend(50)
+    assert bucket.available == 0 and bucket.cap(16) == 1  # never less than one sample
+    bucket.spend(100)  # in debt: samples in flight are not cut short
+    assert bucket.available == -100 and bucket.cap(16) == 1
+    assert bucket.tokens_per_sample == pytest.approx(52.5)  # the moving mean: 50 -> 100
+    now[0] = 2.5  # 250 tokens more: 150 left, at 52.5 tokens per sample
+    assert bucket.cap(16) == 2 and bucket.cap(1) == 1
+    now[0] = 100.0
+    assert bucket.available == 200.0 and bucket.cap(16) == 3  # never above the burst
+
+
+def test_knobs_reach_hybrid_members_and_asc_threshold():
+    hybrid = optscale.AnyOf((optscale.OptScale0(target=0.9, n_peek=2), optscale.ESC()),
+                            n_max=16)
+    knobs = resolve_knobs({"target": 0.5, "max_n": 4}, {"default": hybrid})
+    assert knobs.policy.members[0].target == 0.5 and knobs.max_n == 4
+    assert knobs.policy.n_max == 4 and knobs.policy.members[1].n_max == 4
+    asc = resolve_knobs({"confidence": 0.8}, {"default": optscale.ASC()}).policy
+    assert asc.threshold == 0.8
+    with pytest.raises(RequestError) as info:
+        resolve_knobs({"target": 0.5}, {"default": optscale.ESC()})
+    assert info.value.param == "optscale.target"
+    # a budget the policy cannot take (a peek of 4 in 2 samples): kept, capped by the engine
+    kept = resolve_knobs({"max_n": 2}, {"default": optscale.OptScale0(target=0.9, n_peek=4)})
+    assert kept.policy.n_peek == 4 and kept.max_n == 2
+
+
+def _engine(handler, policy, scorer=None, **knobs):
+    up = upstream(handler)
+    job = Job("completion", {"model": "m", "prompt": "q", "n": 1}, "q",
+              resolve_knobs(knobs, {"default": policy}))
+    return Engine(up, scorer, None), job
+
+
+def test_the_engine_enforces_max_n_and_reports_failures(numpy_backend):
+    async def main():
+        ok = lambda r: httpx.Response(200, json=completion("t", 3))  # noqa: E731
+        engine, job = _engine(ok, optscale.OptScale0(target=0.99, n_peek=4),
+                              LogprobConfidence(), max_n=2)
+        out = await engine.run(job)
+        assert len(out.samples) == 2 and out.stop_reason == "budget" and out.status == "ok"
+
+        class Broken:
+            needs_logprobs, free = False, False
+
+            async def score(self, prompt, texts, logprobs):
+                raise RuntimeError("reward model down")
+
+            def describe(self):
+                return "broken"
+
+        engine, job = _engine(ok, optscale.FixedN(n_max=3), Broken())
+        out = await engine.run(job)
+        assert out.status == "scorer_error" and len(out.samples) == 3 and out.chosen == 0
+
+        bad = lambda r: httpx.Response(200, json={"choices": []})  # noqa: E731
+        engine, job = _engine(bad, optscale.ESC(window=2, n_max=4))
+        out = await engine.run(job)
+        assert out.status == "upstream_error" and not out.samples
+        assert "unusable response" in str(out.error)
+
+    run(main())
+
+
+# -- the request log ---------------------------------------------------------------------------
+
+def test_the_log_is_on_disk_when_the_future_completes_and_survives_a_cancel(tmp_path):
+    path = tmp_path / "log.jsonl"
+
+    async def main():
+        log = RequestLog(str(path), meta={"model": "m"})
+        await log.submit({"id": "a", "samples": [{"score": 0.5, "tokens": 1}]})
+        lines = path.read_text().splitlines()
+        assert json.loads(lines[0])["meta"]["model"] == "m" and json.loads(lines[1])["id"] == "a"
+
+        async def cancelled_request():
+            log.submit({"id": "b", "samples": [{"score": 0.1, "tokens": 2}]})
+            await asyncio.sleep(10)
+
+        task = asyncio.ensure_future(cancelled_request())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await log.aclose()  # the queued line is written before the file closes
+
+    run(main())
+    assert [json.loads(x).get("id") for x in path.read_text().splitlines()] == [None, "a", "b"]
+
+    async def reopen():  # appending to an existing log: no second meta line
+        log = RequestLog(str(path))
+        await log.submit({"id": "c", "samples": [{"score": 0.2, "tokens": 2}]})
+        await log.aclose()
+
+    run(reopen())
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and sum("meta" in json.loads(x) for x in lines) == 1
+
+
+def test_rotation_numbers_files_after_the_existing_ones(tmp_path):
+    path = tmp_path / "req.jsonl"
+    (tmp_path / "req.7.jsonl").write_text("")  # from an earlier run: never overwritten
+
+    async def main():
+        log = RequestLog(str(path), max_bytes=200)
+        for i in range(3):
+            await log.submit({"id": str(i), "samples": [{"score": 0.5, "tokens": 1,
+                                                         "text": "x" * 80}]})
+        await log.aclose()
+        return log.rotations
+
+    assert run(main()) == 2
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["req.7.jsonl", "req.8.jsonl", "req.9.jsonl", "req.jsonl"]
+    for name in names[1:]:
+        lines = (tmp_path / name).read_text().splitlines()
+        assert "meta" in json.loads(lines[0]) and len(lines) == 2
+
+
+def test_a_null_score_is_an_unscored_sample(tmp_path):
+    from optscale.replay import load_pool, write_jsonl
+
+    path = tmp_path / "pool.jsonl"
+    path.write_text(
+        json.dumps({"id": "a", "gold": "1", "samples": [
+            {"score": None, "tokens": 3, "answer": "1"},
+            {"score": 0.5, "tokens": 2, "answer": "2"}]}) + "\n" +
+        json.dumps({"id": "b", "gold": "2", "samples": [
+            {"score": 0.25, "tokens": 1, "answer": "2"}]}) + "\n")
+    pool = load_pool(str(path))
+    assert np.isnan(pool.scores[0, 0]) and pool.scores[0, 1] == 0.5
+    assert list(pool.lengths) == [2, 1] and pool.correct[0, 0]
+    again = tmp_path / "again.jsonl"
+    write_jsonl(pool, str(again))  # NaN goes back out as null, and reads back equal
+    assert json.loads(again.read_text().splitlines()[1])["samples"][0]["score"] is None
+    np.testing.assert_array_equal(load_pool(str(again)).scores, pool.scores)
+
+
+def test_a_null_score_never_escapes_as_anything_but_a_format_error(tmp_path):
+    from optscale.replay import PoolFormatError, load_pool
+
+    path = tmp_path / "pool.jsonl"
+    path.write_text(json.dumps({"id": "a", "samples": [{"score": None}]}) + "\n")
+    try:
+        pool = load_pool(str(path))
+    except PoolFormatError as err:
+        assert "samples[0].score" in str(err)
+    else:
+        assert np.isnan(pool.scores[0, 0])
