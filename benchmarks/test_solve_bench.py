@@ -71,3 +71,53 @@ def test_cython_closed_form(benchmark, threads):
                            rounds=3, iterations=1)
     finally:
         cython.set_num_threads(2)
+
+
+# ---------------------------------------------------------------- against what users write
+
+E = _workload.everyday()
+
+
+def test_naive_numpy_closed_form(benchmark):
+    benchmark.pedantic(lambda: _workload.naive_numpy(E), rounds=3, iterations=1)
+
+
+def test_naive_jax_closed_form_float32(benchmark):
+    jnp = pytest.importorskip("jax.numpy")
+    naive = _workload.naive_jax()
+    args = [jnp.asarray(E[k], jnp.float32) for k in ("mu", "sigma", "target", "confidence")]
+    naive(*args).block_until_ready()
+    benchmark.pedantic(lambda: naive(*args).block_until_ready(), rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_optscale_jax_everyday_float32(benchmark, k):
+    jnp = pytest.importorskip("jax.numpy")
+    d = optscale.TruncatedNormal(*(jnp.asarray(E[key], jnp.float32) for key in ("mu", "sigma")))
+    t, c = jnp.asarray(E["target"], jnp.float32), jnp.asarray(E["confidence"], jnp.float32)
+
+    def fn():
+        return optscale.min_samples(d, t, c, k=k).n.block_until_ready()
+
+    fn()
+    benchmark.pedantic(fn, rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cython_everyday(benchmark, threads):
+    cython = pytest.importorskip("optscale._cython_backend")
+    cython.set_num_threads(threads)
+    d = optscale.TruncatedNormal(E["mu"], E["sigma"])
+    try:
+        benchmark.pedantic(lambda: cython.min_samples(d, E["target"], E["confidence"]),
+                           rounds=3, iterations=1)
+    finally:
+        cython.set_num_threads(2)
+
+
+def test_numpy_reference_everyday(benchmark):
+    from optscale import _reference
+
+    d = optscale.TruncatedNormal(E["mu"], E["sigma"])
+    benchmark.pedantic(lambda: _reference.min_samples(d, E["target"], E["confidence"]),
+                       rounds=3, iterations=1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +13,10 @@ from optscale._backend import _is_jax_array, select
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
 from optscale._family import ScoreDistribution
 from optscale._solution import Solution
+
+if TYPE_CHECKING:
+    from optscale._fit import Fit
+    from optscale._typing import Array, ArrayLike
 
 __all__ = [
     "N_MAX_DEFAULT", "best_of_n_prob", "best_of_n_quantile", "cost_aware_samples",
@@ -169,9 +174,10 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
 def _domain(fn: str, result: Any, rules: list[tuple[str, Any, Any, str]]) -> Any:
     """Apply argument-domain rules [(name, value, bad mask, rule)]: concrete inputs raise a
     ValueError naming the first broken rule; traced inputs (inside jax.jit) get NaN there."""
-    traced = [bad for _, value, bad, _ in rules if _is_traced(value)]
+    # (a concrete value checked against traced parameters gives a traced mask)
+    traced = [bad for _, value, bad, _ in rules if _is_traced(value) or _is_traced(bad)]
     for name, value, bad, rule in rules:
-        if not _is_traced(value) and np.any(bad):
+        if not (_is_traced(value) or _is_traced(bad)) and np.any(bad):
             raise ValueError(f"{fn}: {name} {rule}; got {name} = "
                              f"{np.asarray(value)[np.asarray(bad)].ravel()[0]!r}")
     if traced:
@@ -304,30 +310,69 @@ def check_scores(fn: str, scores: Any, mask: Any, low: Any, high: Any,
         scores = scores[None, :]
     if scores.ndim != 2:
         raise ValueError(f"scores must have shape [B, n] or [n]; got {scores.shape}")
-    mask = xp.ones(scores.shape, bool) if mask is None else xp.asarray(mask)
+    # (ones_like: a mask for sharded scores is sharded like them)
+    mask = xp.ones_like(scores, dtype=bool) if mask is None else xp.asarray(mask)
     if single and mask.ndim == 1:
         mask = mask[None, :]
     if mask.shape != scores.shape or mask.dtype != bool:
         raise ValueError(f"mask must be booleans of the scores' shape {scores.shape}; got "
                          f"{mask.dtype} {mask.shape}")
     if out_of_range == "raise" and not any(_is_traced(v) for v in (scores, mask, low, high)):
-        s, m = np.asarray(scores), np.asarray(mask)
-        lo_b, hi_b = (np.broadcast_to(np.asarray(v)[..., None] if np.ndim(v) else v, s.shape)
-                      for v in (low, high))
-        bad = m & ~((s >= lo_b) & (s <= hi_b))
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
+        if jax_in:
+            # On the device: only the verdict (and the first bad entry) comes to the host, so
+            # arrays sharded over devices or processes are never gathered.
+            import jax
+
+            # (concrete scores inside a transformation of another argument, e.g. grad in the
+            # prior: evaluate now rather than trace)
+            with jax.ensure_compile_time_eval():
+                verdict = _range_check_jax()(scores, mask, xp.asarray(low, scores.dtype),
+                                             xp.asarray(high, scores.dtype))
+            bad, i, j, value, lo_v, hi_v = (np.asarray(v).item() for v in verdict)
+        else:
+            s, m = np.asarray(scores), np.asarray(mask)
+            lo_b, hi_b = (np.broadcast_to(np.asarray(v)[..., None] if np.ndim(v) else v,
+                                          s.shape) for v in (low, high))
+            bad_at = m & ~((s >= lo_b) & (s <= hi_b))
+            bad = bad_at.any()
+            if bad:
+                i, j = np.argwhere(bad_at)[0]
+                value, lo_v, hi_v = s[i, j], lo_b[i, j], hi_b[i, j]
+        if bad:
             where = f"scores[{j}]" if single else f"scores[{i}, {j}]"
-            raise ValueError(f"{fn}: {where} = {float(s[i, j])!r} lies outside [low, "
-                             f"high] = [{float(lo_b[i, j])}, {float(hi_b[i, j])}] (or is NaN); "
+            raise ValueError(f"{fn}: {where} = {float(value)!r} lies outside [low, "
+                             f"high] = [{float(lo_v)}, {float(hi_v)}] (or is NaN); "
                              "pass out_of_range='clip' to clip such scores, or mask them out")
     return xp, scores, mask, single
 
 
-def fit_truncnorm(scores: Any, mask: Any = None, *, prior: Any = None,
-                  prior_std: tuple[Any, Any] = (0.1, 0.1), low: Any = 0.0, high: Any = 1.0,
-                  out_of_range: str = "raise", mu_bounds: Any = None, sigma_bounds: Any = None,
-                  max_iter: int = 100) -> Any:
+@functools.cache
+def _range_check_jax() -> Any:
+    """(any bad, row, column, value, low, high) of the first observed score outside [low,
+    high] (or NaN), as replicated scalars."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.jit
+    def check(scores, mask, low, high):
+        lo_b = jnp.broadcast_to(low[..., None] if low.ndim else low, scores.shape)
+        hi_b = jnp.broadcast_to(high[..., None] if high.ndim else high, scores.shape)
+        bad = mask & ~((scores >= lo_b) & (scores <= hi_b))
+        flat = jnp.argmax(bad.reshape(-1))
+        i, j = flat // scores.shape[1], flat % scores.shape[1]
+        return (jnp.any(bad), i, j, scores.reshape(-1)[flat], lo_b.reshape(-1)[flat],
+                hi_b.reshape(-1)[flat])
+
+    return check
+
+
+def fit_truncnorm(scores: ArrayLike, mask: ArrayLike | None = None, *,
+                  prior: tuple[ArrayLike, ArrayLike] | None = None,
+                  prior_std: tuple[ArrayLike, ArrayLike] = (0.1, 0.1), low: ArrayLike = 0.0,
+                  high: ArrayLike = 1.0, out_of_range: str = "raise",
+                  mu_bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                  sigma_bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                  max_iter: int = 100) -> Fit:
     """Fit a truncated normal to each question's scores: MLE, or MAP with a Gaussian prior.
 
     Args:
@@ -377,9 +422,11 @@ def fit_truncnorm(scores: Any, mask: Any = None, *, prior: Any = None,
     return fit
 
 
-def truncnorm_from_moments(mean: Any, std: Any, low: Any = 0.0, high: Any = 1.0, *,
-                           mu_bounds: Any = None, sigma_bounds: Any = None,
-                           max_iter: int = 1000) -> tuple[Any, Any, Any]:
+def truncnorm_from_moments(mean: ArrayLike, std: ArrayLike, low: ArrayLike = 0.0,
+                           high: ArrayLike = 1.0, *,
+                           mu_bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                           sigma_bounds: tuple[ArrayLike, ArrayLike] | None = None,
+                           max_iter: int = 1000) -> tuple[Array, Array, Array]:
     """(mu, sigma, status): the truncated normal on [low, high] with this mean and std.
 
     The batched inverse of the truncated normal's moments (a root find). Raw score means and

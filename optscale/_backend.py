@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from types import ModuleType
 from typing import Any
+
+import numpy as np
 
 __all__ = ["available_backends", "backend", "set_backend"]
 
@@ -67,10 +70,56 @@ def _is_jax_array(x: Any) -> bool:
     return jax is not None and isinstance(x, jax.Array)
 
 
+def _is_float64(x: Any) -> bool:
+    # NumPy float64 arrays and scalars; Python floats are weakly typed and follow the others
+    return isinstance(x, (np.ndarray, np.generic)) and x.dtype == np.float64
+
+
+def _jax_computes_float64() -> bool:
+    import jax
+
+    return jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+
+
+class Float32Warning(UserWarning):
+    """NumPy float64 input computed in float32 by the JAX backend (JAX's x64 mode is off)."""
+
+
+_warned = False
+
+
+def _warn_float32() -> None:
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    warnings.warn(
+        "optscale: NumPy float64 input is computed in float32 by the JAX backend, because "
+        "JAX's x64 mode is off (N* can differ from the float64 answer, ~1% of queries on a "
+        "random workload). For float64 enable x64 yourself (jax.enable_x64(True)) or pick a "
+        "float64 CPU backend: optscale.set_backend('cython') (or 'numpy'), OPTSCALE_BACKEND. "
+        "Pass float32 arrays to silence this. (Warned once.)", Float32Warning, stacklevel=4)
+
+
 def select(*args: Any) -> ModuleType:
-    """The backend module for these arguments (distributions are looked into)."""
+    """The backend module for these arguments (distributions are looked into).
+
+    JAX arrays take JAX. Otherwise the active backend. A distribution computation with NumPy
+    float64 input on the JAX backend while JAX's x64 mode is off runs in float32 (the
+    library never flips the x64 flag) and warns once (:class:`Float32Warning`).
+    """
+    values: list[Any] = []
+    has_dist = False
     for arg in args:
-        values = arg.params() if hasattr(arg, "params") else (arg,)
-        if any(_is_jax_array(v) for v in values):
-            return _load("jax")
-    return _load(backend())
+        if hasattr(arg, "params"):
+            has_dist = True
+            values.extend(arg.params())
+        else:
+            values.append(arg)
+    if any(_is_jax_array(v) for v in values):
+        return _load("jax")
+    name = backend()
+    if (name == "jax" and not _warned and has_dist and any(_is_float64(v) for v in values)
+            and not _jax_computes_float64()):
+        _warn_float32()
+    return _load(name)

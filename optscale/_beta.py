@@ -19,6 +19,7 @@ import numpy as np
 
 from optscale._family import ScoreDistribution, Xp, family
 from optscale._fit import FitStatus, MomentStatus
+from optscale._typing import ArrayLike
 
 __all__ = ["Beta", "beta_fit_arrays", "beta_from_moments"]
 
@@ -37,11 +38,12 @@ class Beta(ScoreDistribution):
         [0.6302, 0.9025]
     """
 
-    a: Any
-    b: Any
-    low: Any = 0.0
-    high: Any = 1.0
+    a: ArrayLike
+    b: ArrayLike
+    low: ArrayLike = 0.0
+    high: ArrayLike = 1.0
     rule = "a and b must be finite and > 0; low < high finite"
+    _SAFE = (2.0, 2.0, 0.0, 1.0)  # stands in for invalid elements (see ScoreDistribution._safe)
 
     def _z(self, x: Any) -> tuple[Any, Any]:
         w = self.high - self.low
@@ -52,9 +54,11 @@ class Beta(ScoreDistribution):
         z, zc = self._z(x)
         f = sp.betainc(self.a, self.b, z)
         s = sp.betainc(self.b, self.a, zc)
-        # each small one is accurate in relative terms; the other is its complement
-        lc = n.where(f < 0.5, n.log(f), n.log1p(-s))
-        ls = n.where(s < 0.5, n.log(s), n.log1p(-f))
+        # each small one is accurate in relative terms; the other is its complement (each
+        # branch on an argument in its domain, so that the unused one has a finite derivative)
+        small_f, small_s = f < 0.5, s < 0.5
+        lc = n.where(small_f, n.log(n.where(small_f, f, 0.5)), n.log1p(-n.where(small_f, 0.5, s)))
+        ls = n.where(small_s, n.log(n.where(small_s, s, 0.5)), n.log1p(-n.where(small_s, 0.5, f)))
         return lc, ls
 
     def _logpdf(self, xp: Xp, x: Any) -> Any:
@@ -70,7 +74,8 @@ class Beta(ScoreDistribution):
         return ~ok
 
 
-def beta_from_moments(mean: Any, std: Any, low: Any = 0.0, high: Any = 1.0
+def beta_from_moments(mean: ArrayLike, std: ArrayLike, low: ArrayLike = 0.0,
+                      high: ArrayLike = 1.0
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(a, b, status): the Beta on [low, high] with this mean and std (closed form).
 
@@ -111,6 +116,40 @@ def _objective(xp: Xp, a, b, n, s1, s2):
     return n * _betaln(xp.sp, a, b) - (a - 1.0) * s1 - (b - 1.0) * s2
 
 
+def beta_stats(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: Any, strength: Any,
+               eps: float) -> tuple[Any, Any, Any]:
+    """(count, S1, S2): the sufficient statistics of the (MAP) objective, the prior's
+    pseudo-scores included."""
+    n_, sp = xp.np, xp.sp
+    w = (high - low)[:, None]
+    z = n_.clip((scores - low[:, None]) / w, eps, 1.0 - eps)
+    m = mask.astype(scores.dtype)
+    count = m.sum(-1)
+    s1 = (m * n_.log(z)).sum(-1)
+    s2 = (m * n_.log1p(-z)).sum(-1)
+    if prior is not None:
+        a0, b0 = prior
+        dg = sp.digamma(a0 + b0)
+        count = count + strength
+        s1 = s1 + strength * (sp.digamma(a0) - dg)
+        s2 = s2 + strength * (sp.digamma(b0) - dg)
+    return count, s1, s2
+
+
+def beta_gradient(xp: Xp, a: Any, b: Any, count: Any, s1: Any, s2: Any) -> tuple[Any, Any]:
+    """The objective's gradient in (a, b)."""
+    sp = xp.sp
+    dab = sp.digamma(a + b)
+    return count * (sp.digamma(a) - dab) - s1, count * (sp.digamma(b) - dab) - s2
+
+
+def beta_hessian(xp: Xp, a: Any, b: Any, count: Any) -> tuple[Any, Any, Any]:
+    """(h_aa, h_ab, h_bb) of the objective (trigamma)."""
+    sp = xp.sp
+    t = count * sp.polygamma(1, a + b)
+    return count * sp.polygamma(1, a) - t, -t, count * sp.polygamma(1, b) - t
+
+
 def beta_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: Any,
                     strength: Any, eps: float, max_iter: int) -> tuple[Any, ...]:
     """Batched Beta MLE / MAP in the namespace ``xp``; scores [B, n] already in range.
@@ -122,15 +161,7 @@ def beta_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: 
     w = (high - low)[:, None]
     z = n_.clip((scores - low[:, None]) / w, eps, 1.0 - eps)
     m = mask.astype(dtype)
-    count = m.sum(-1)
-    s1 = (m * n_.log(z)).sum(-1)
-    s2 = (m * n_.log1p(-z)).sum(-1)
-    if prior is not None:
-        a0, b0 = prior
-        dg = sp.digamma(a0 + b0)
-        count = count + strength
-        s1 = s1 + strength * (sp.digamma(a0) - dg)
-        s2 = s2 + strength * (sp.digamma(b0) - dg)
+    count, s1, s2 = beta_stats(xp, scores, mask, low, high, prior, strength, eps)
     empty = count <= 0
     count_s = n_.where(empty, 1.0, count)
     # start from the method of moments of the (clipped) scores, inside the box
@@ -173,7 +204,7 @@ def beta_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: 
         return a, b, done, iters + (~done).astype(iters.dtype)
 
     done0 = empty
-    iters0 = n_.zeros(a.shape, n_.int32)
+    iters0 = n_.zeros_like(a, dtype=n_.int32)  # (_like: varies over a shard_map mesh)
     a, b, done, iters = xp.fori(max_iter, body, (a, b, done0, iters0))
     on_box = (a <= A_MIN * (1 + 1e-6)) | (a >= A_MAX * (1 - 1e-6)) | \
         (b <= A_MIN * (1 + 1e-6)) | (b >= A_MAX * (1 - 1e-6))

@@ -20,6 +20,7 @@ import numpy as np
 from optscale._args import numeric
 from optscale._backend import _is_jax_array, backend
 from optscale._quadrature import LOG_V, W_V
+from optscale._typing import Array, ArrayLike
 
 __all__ = ["ScoreDistribution", "Xp", "family", "namespace"]
 
@@ -61,12 +62,25 @@ def _jax_xp() -> Xp:
     from jax import lax
 
     from optscale import _order_stats, _solve, _truncnorm
+    from optscale._special import betainc
 
     def fori(n, body, carry):
         return lax.fori_loop(0, n, body, carry)
 
-    return Xp(jnp, jsp, True, fori, _truncnorm.log_cdf_sf, _truncnorm.logpdf,
-              _order_stats.log_binom_lower, _solve._ceil_exact, _solve._bisect)
+    return Xp(jnp, _Special(jsp, betainc=betainc), True, fori, _truncnorm.log_cdf_sf,
+              _truncnorm.logpdf, _order_stats.log_binom_lower, _solve._ceil_exact,
+              _solve._bisect)
+
+
+class _Special:
+    """``jax.scipy.special`` with some functions replaced (``betainc``: one with derivatives in
+    a and b)."""
+
+    def __init__(self, module: Any, **overrides: Any) -> None:
+        self._module, self._overrides = module, overrides
+
+    def __getattr__(self, name: str) -> Any:
+        return self._overrides.get(name) or getattr(self._module, name)
 
 
 def namespace(*values: Any) -> Xp:
@@ -81,14 +95,12 @@ def namespace(*values: Any) -> Xp:
 
 def family(cls: type) -> type:
     """Class decorator for a family: a frozen dataclass, registered as a JAX pytree when JAX is
-    importable (every field is an array leaf)."""
+    imported (every field a leaf, except Python-number bounds: see
+    :func:`optscale._distribution.register_distribution`)."""
+    from optscale._distribution import register_distribution
+
     cls = dataclasses.dataclass(frozen=True)(cls)
-    try:
-        import jax
-    except ImportError:  # pragma: no cover - the NumPy-only install
-        return cls
-    jax.tree_util.register_dataclass(cls, data_fields=[f.name for f in dataclasses.fields(cls)],
-                                     meta_fields=[])
+    register_distribution(cls, tuple(f.name for f in dataclasses.fields(cls)))
     return cls
 
 
@@ -136,7 +148,7 @@ class ScoreDistribution(abc.ABC):
     def field_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self))
 
-    def invalid(self) -> Any:
+    def invalid(self) -> Array:
         """Mask of batch elements whose parameters are invalid (see ``rule``)."""
         return self._eval("invalid")
 
@@ -171,16 +183,29 @@ class ScoreDistribution(abc.ABC):
 
     # ------------------------------------------------------------------ implementations
 
+    def _safe(self, xp: Xp) -> tuple[Any, ScoreDistribution]:
+        """(invalid mask, a copy with the invalid elements' parameters replaced by the family's
+        ``_SAFE`` ones): the math only sees valid parameters, so a masked element contributes a
+        zero gradient (the double-where pattern). Families without ``_SAFE`` are unchanged."""
+        bad = self._invalid(xp)
+        safe = getattr(type(self), "_SAFE", None)
+        if not xp.is_jax or safe is None:
+            return bad, self
+        n = xp.np
+        return bad, type(self)(*(n.where(bad, v, p) for v, p in zip(safe, self.params(),
+                                                                     strict=True)))
+
     def _log_cdf_sf_impl(self, xp: Xp, x: Any) -> tuple[Any, Any]:
         n = xp.np
-        low, high = self.low, self.high
+        bad, dist = self._safe(xp)
+        low, high = dist.low, dist.high
         below, above = x <= low, x >= high
-        xs = n.where(below | above, 0.5 * (low + high), x)
-        lc, ls = self._log_cdf_sf(xp, xs)
+        xs = n.where(below | above | n.isnan(x), 0.5 * (low + high), x)
+        lc, ls = dist._log_cdf_sf(xp, xs)
         lc, ls = n.minimum(lc, 0.0), n.minimum(ls, 0.0)
         lc = n.where(below, -n.inf, n.where(above, 0.0, lc))
         ls = n.where(below, 0.0, n.where(above, -n.inf, ls))
-        bad = self._invalid(xp) | n.isnan(x)
+        bad = bad | n.isnan(x)
         return n.where(bad, n.nan, lc), n.where(bad, n.nan, ls)
 
     def _invalid_impl(self, xp: Xp) -> Any:
@@ -188,14 +213,21 @@ class ScoreDistribution(abc.ABC):
 
     def _logpdf_impl(self, xp: Xp, x: Any) -> Any:
         n = xp.np
-        inside = (x >= self.low) & (x <= self.high)
-        xs = n.where(inside, x, 0.5 * (self.low + self.high))
-        out = n.where(inside, self._logpdf(xp, xs), -n.inf)
-        return n.where(self._invalid(xp) | n.isnan(x), n.nan, out)
+        bad, dist = self._safe(xp)
+        inside = (x >= dist.low) & (x <= dist.high)
+        xs = n.where(inside, x, 0.5 * (dist.low + dist.high))
+        out = n.where(inside, dist._logpdf(xp, xs), -n.inf)
+        return n.where(bad | n.isnan(x), n.nan, out)
 
     def _icdf_log_impl(self, xp: Xp, log_q: Any) -> Any:
         """Bisection on [low, high]: F is monotone, so 64 halvings reach the last bit of a
-        float64 unit range (F itself is what limits the accuracy)."""
+        float64 unit range (F itself is what limits the accuracy). On JAX the derivative is
+        implicit, from F(x) = q at the root (bisection itself has none)."""
+        if xp.is_jax:
+            return _implicit_quantile(self, log_q)
+        return self._bisect_quantile(xp, log_q)
+
+    def _bisect_quantile(self, xp: Xp, log_q: Any) -> Any:
         n = xp.np
         shape = n.broadcast_shapes(n.shape(log_q), self.batch_shape)
         lo = n.broadcast_to(n.asarray(self.low, log_q.dtype), shape)
@@ -223,35 +255,35 @@ class ScoreDistribution(abc.ABC):
 
     # ------------------------------------------------------------------ public
 
-    def log_cdf_sf(self, x: Any) -> tuple[Any, Any]:
+    def log_cdf_sf(self, x: ArrayLike) -> tuple[Array, Array]:
         """(log P(X <= x), log P(X > x))."""
         return self._eval("log_cdf_sf", x)
 
-    def logcdf(self, x: Any) -> Any:
+    def logcdf(self, x: ArrayLike) -> Array:
         """log P(X <= x)."""
         return self.log_cdf_sf(x)[0]
 
-    def logsf(self, x: Any) -> Any:
+    def logsf(self, x: ArrayLike) -> Array:
         """log P(X > x)."""
         return self.log_cdf_sf(x)[1]
 
-    def cdf(self, x: Any) -> Any:
+    def cdf(self, x: ArrayLike) -> Array:
         """P(X <= x)."""
         return _exp(self.logcdf(x))
 
-    def sf(self, x: Any) -> Any:
+    def sf(self, x: ArrayLike) -> Array:
         """P(X > x)."""
         return _exp(self.logsf(x))
 
-    def logpdf(self, x: Any) -> Any:
+    def logpdf(self, x: ArrayLike) -> Array:
         """Log density (-inf outside [low, high])."""
         return self._eval("logpdf", x)
 
-    def icdf_log(self, log_q: Any) -> Any:
+    def icdf_log(self, log_q: ArrayLike) -> Array:
         """The x with log P(X <= x) = log_q (bisection on F)."""
         return self._eval("icdf_log", log_q)
 
-    def icdf(self, q: Any) -> Any:
+    def icdf(self, q: ArrayLike) -> Array:
         """Quantile: the x with P(X <= x) = q."""
         q = q if _is_jax_array(q) else np.asarray(q, np.result_type(q, np.float32))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -259,10 +291,10 @@ class ScoreDistribution(abc.ABC):
         return self.icdf_log(log_q)
 
     @property
-    def mean(self) -> Any:
+    def mean(self) -> Array:
         return self._eval("expected_best", 1.0)
 
-    def sample(self, key: Any, sample_shape: tuple[int, ...] = ()) -> Any:
+    def sample(self, key: Any, sample_shape: tuple[int, ...] = ()) -> Array:
         """Draws shaped ``sample_shape + batch_shape`` by inverting F at uniforms. ``key`` is a
         JAX PRNG key (JAX path) or a NumPy seed / ``np.random.Generator``."""
         shape = tuple(sample_shape) + self.batch_shape
@@ -274,6 +306,52 @@ class ScoreDistribution(abc.ABC):
         rng = np.random.default_rng(key)
         u = np.maximum(rng.random(shape), np.finfo(np.float64).tiny)
         return self.icdf_log(np.log(u))
+
+
+def _implicit_quantile(dist: ScoreDistribution, log_q: Any) -> Any:
+    return _implicit_quantile_fn()(dist, log_q)
+
+
+@functools.cache
+def _implicit_quantile_fn() -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    xp = _jax_xp()
+    ln2 = float(np.log(2.0))
+
+    @jax.custom_jvp
+    def quantile(dist, log_q):
+        return dist._bisect_quantile(xp, log_q)
+
+    @quantile.defjvp
+    def quantile_jvp(primals, tangents):
+        """dx = (d target - dG/dtheta) / dG/dx with G = log F (or log S above the median),
+        evaluated at the root on masked arguments (0 on a bound or where invalid)."""
+        dist, log_q = primals
+        t_dist, t_log_q = tangents
+        x = quantile(dist, log_q)
+        bad, safe = dist._safe(xp)
+        inside = (x > safe.low) & (x < safe.high) & ~bad
+        xs = jnp.where(inside, x, 0.5 * (safe.low + safe.high))
+        cdf_side = log_q <= -ln2
+
+        def side(d):
+            lc, ls = d._log_cdf_sf_impl(xp, xs)
+            return jnp.where(cdf_side, lc, ls)
+
+        g, dg = jax.jvp(side, (dist,), (t_dist,))
+        log_slope = dist._logpdf_impl(xp, xs) - g
+        lq = jnp.where(cdf_side | ~(log_q < 0.0), -1.0, log_q)
+        log1mq = jnp.log(-jnp.expm1(lq))
+        d_target = jnp.where(cdf_side, 1.0, -jnp.exp(lq - log1mq))
+        ok = inside & jnp.isfinite(log_slope) & jnp.isfinite(g) & jnp.isfinite(d_target)
+        inv = jnp.where(ok, jnp.where(cdf_side, 1.0, -1.0)
+                        * jnp.exp(-jnp.where(ok, log_slope, 0.0)), 0.0)
+        dx = inv * (jnp.where(ok, d_target, 0.0) * t_log_q - jnp.where(ok, dg, 0.0))
+        return x, jnp.broadcast_to(dx, x.shape)
+
+    return quantile
 
 
 def _exp(v: Any) -> Any:

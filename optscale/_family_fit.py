@@ -18,16 +18,19 @@ conservative (too large: the Lilliefors effect), so a small one is a reliable si
 from __future__ import annotations
 
 import functools
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from optscale import _api
+from optscale import _api, _lazy_jax
+from optscale._backend import _is_jax_array
 from optscale._beta import Beta, beta_fit_arrays
 from optscale._distribution import TruncatedNormal
 from optscale._family import namespace
 from optscale._fit import FitStatus
 from optscale._mixture import TruncNormMixture, mixture_fit_arrays
+from optscale._typing import Array, ArrayLike
 
 __all__ = ["FAMILIES", "FamilyChoice", "FamilyFit", "GoodnessOfFit", "choose_family",
            "fit_family", "goodness_of_fit"]
@@ -41,12 +44,123 @@ _DISTS = {"beta": Beta, "mixture": TruncNormMixture}
 
 @functools.cache
 def _jitted_fit(family: str, option: float, max_iter: int) -> Any:
-    """One compiled fit per (family, option, iteration cap), reused for every call of a shape."""
+    """One compiled fit per (family, option, iteration cap), reused for every call of a shape.
+    The mixture's also says where its components were swapped (for the implicit derivative)."""
     import jax
 
     from optscale._family import _jax_xp
 
-    return jax.jit(lambda *args: _FITS[family](_jax_xp(), *args, option, max_iter))
+    extra = {"return_swap": True} if family == "mixture" else {}
+    return jax.jit(lambda *args: _FITS[family](_jax_xp(), *args, option, max_iter, **extra))
+
+
+@functools.cache
+def _differentiable_fit() -> Any:
+    """The family fit with the implicit derivative of its optimum as its derivative (computed
+    only when something differentiates)."""
+    import jax
+
+    # one program per shape (not op by op under an eager grad)
+    implicit = jax.jit(lambda out, args, family, option: _implicit_family(family, out, args,
+                                                                          option),
+                       static_argnames=("family", "option"))
+
+    @partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+    def fit(family, option, max_iter, *args):
+        return _jitted_fit(family, option, max_iter)(*args)
+
+    @fit.defjvp
+    def fit_jvp(family, option, max_iter, primals, tangents):
+        out = fit(family, option, max_iter, *primals)
+        mask = primals[1]
+        count = 5 if family == "mixture" else 2
+
+        def params(scores, low, high, prior, strength):
+            return implicit(out, (scores, mask, low, high, prior, strength), family=family,
+                            option=option)
+
+        diff = (0, 2, 3, 4, 5)
+        _, t_params = jax.jvp(params, tuple(primals[i] for i in diff),
+                              tuple(tangents[i] for i in diff))
+        zeros = tuple(np.zeros(np.shape(v), jax.dtypes.float0) for v in out[count:])
+        return out, (*t_params, *zeros)
+
+    return fit
+
+
+def _implicit_family(family: str, out: tuple, args: tuple, option: float) -> tuple:
+    """The fitted parameters of ``out`` (solved without derivatives) with the implicit
+    derivative of the optimum in the scores, range and prior (:mod:`optscale._implicit`):
+    the Beta's from its analytic gradient and trigamma Hessian, the mixture's from automatic
+    derivatives of its negative log posterior (5 x 5 per question)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from optscale._beta import A_MAX, A_MIN, beta_gradient, beta_hessian, beta_stats
+    from optscale._family import _jax_xp
+    from optscale._implicit import implicit_optimum
+    from optscale._mixture import SIGMA_MAX, SIGMA_MIN, mixture_objective
+
+    xp = _jax_xp()
+    sg = partial(jax.tree_util.tree_map, lax.stop_gradient)
+    scores, mask, low, high, prior, strength = args
+    status = out[-2] if family == "beta" else out[-3]
+    keep = status != FitStatus.INVALID
+    if family == "beta":
+        a, b = out[0], out[1]
+        count, s1, s2 = beta_stats(xp, scores, mask, low, high, prior, strength, option)
+        h_aa, h_ab, h_bb = beta_hessian(xp, a, b, sg(count))
+        h = jnp.stack([jnp.stack([h_aa, h_ab], -1), jnp.stack([h_ab, h_bb], -1)], -2)
+        a, b = implicit_optimum(
+            (a, b), lambda t: beta_gradient(xp, t[0], t[1], count, s1, s2), h,
+            (A_MIN, A_MIN), (A_MAX, A_MAX), (A_MIN * 1e-6,) * 2, keep,
+            tol_hi=(A_MAX * 1e-6,) * 2)
+        return a, b
+    w, mu1, s1, mu2, s2, _, _, swap = out
+    batch = w.shape[0]
+    # the fit's own component order (before putting mu1 <= mu2), where the prior applies
+    pick = lambda p, q: jnp.where(swap, q, p)  # noqa: E731
+    theta = (pick(w, 1.0 - w), pick(mu1, mu2), jnp.log(pick(s1, s2)), pick(mu2, mu1),
+             jnp.log(pick(s2, s1)))
+    width = jnp.where(high - low > 0, high - low, 1.0)
+    kappa = jnp.broadcast_to(jnp.asarray(0.0 if prior is None else strength, w.dtype), (batch,))
+    prior_b = None if prior is None else tuple(jnp.broadcast_to(v, (batch,)) for v in prior)
+
+    def objective(t, x, m, lo, hi, pr, k):
+        return mixture_objective(t, x, m, lo, hi, pr, k, option)
+
+    def per_question(fn, t, data):
+        return jax.vmap(fn)(jnp.stack(t, -1), *data)
+
+    data = (scores, mask, low, high, prior_b, kappa)
+    h = per_question(jax.hessian(objective), sg(theta), sg(data))
+
+    def grad_fn(t):
+        g = per_question(jax.grad(objective), t, data)
+        return tuple(g[:, i] for i in range(5))
+
+    lower = (option, low - width, jnp.log(SIGMA_MIN * width), low - width,
+             jnp.log(SIGMA_MIN * width))
+    upper = (1.0 - option, high + width, jnp.log(SIGMA_MAX * width), high + width,
+             jnp.log(SIGMA_MAX * width))
+    eps = 1e-6
+    tol = (eps, eps * lax.stop_gradient(width), eps, eps * lax.stop_gradient(width), eps)
+    t = implicit_optimum(theta, grad_fn, h, lower, upper, tol, keep)
+    w_i, m0, r0, m1, r1 = t
+    sig0 = jnp.exp(r0 - lax.stop_gradient(r0)) * jnp.exp(lax.stop_gradient(r0))
+    sig1 = jnp.exp(r1 - lax.stop_gradient(r1)) * jnp.exp(lax.stop_gradient(r1))
+    # back to mu1 <= mu2; the values are those of the solve
+    w_o = jnp.where(swap, 1.0 - w_i, w_i)
+    out_vals = (w, mu1, s1, mu2, s2)
+    new = (w_o, pick(m0, m1), pick(sig0, sig1), pick(m1, m0), pick(sig1, sig0))
+    return tuple(v + (n - lax.stop_gradient(n)) for v, n in zip(out_vals, new, strict=True))
+
+
+def _traced(tree: Any) -> bool:
+    import jax
+
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(tree))
 
 
 class FamilyFit(NamedTuple):
@@ -64,22 +178,42 @@ class FamilyFit(NamedTuple):
 
     family: str
     dist: Any
-    loglik: Any
-    n_obs: Any
-    status: Any
-    n_iter: Any
+    loglik: Array
+    n_obs: Array
+    status: Array
+    n_iter: Array
 
     @property
     def n_params(self) -> int:
         return _N_PARAMS[self.family]
 
     def information(self, criterion: str = "bic") -> Any:
-        """BIC (-2 loglik + p log n) or AIC (-2 loglik + 2 p) per question; lower is better."""
+        """BIC (-2 loglik + p log n) or AIC (-2 loglik + 2 p) per question; lower is better.
+        NumPy float64 for NumPy fits; JAX (in the fit's dtype, traceable) for JAX ones."""
         if criterion not in _CRITERIA:
             raise ValueError(f"criterion must be one of {_CRITERIA}; got {criterion!r}")
-        n = np.maximum(np.asarray(self.n_obs, np.float64), 1.0)
-        penalty = np.log(n) if criterion == "bic" else 2.0
-        return -2.0 * np.asarray(self.loglik, np.float64) + self.n_params * penalty
+        if _is_jax_array(self.loglik):
+            import jax.numpy as xp
+
+            loglik = xp.asarray(self.loglik)
+            n = xp.maximum(xp.asarray(self.n_obs, loglik.dtype), 1.0)
+        else:
+            xp = np
+            loglik = np.asarray(self.loglik, np.float64)
+            n = np.maximum(np.asarray(self.n_obs, np.float64), 1.0)
+        penalty = xp.log(n) if criterion == "bic" else 2.0
+        return -2.0 * loglik + self.n_params * penalty
+
+
+def _register_fits(jax: Any) -> None:
+    """FamilyFit and FamilyChoice are pytrees whose names (the family, the families) are
+    static, so that jit can return them."""
+    jax.tree_util.register_pytree_node(
+        FamilyFit, lambda f: (tuple(f[1:]), f.family),
+        lambda family, children: FamilyFit(family, *children))
+    jax.tree_util.register_pytree_node(
+        FamilyChoice, lambda c: ((c.index, c.information, c.fits), c.families),
+        lambda families, children: FamilyChoice(families, *children))
 
 
 def _loglik(dist: Any, scores: Any, mask: Any, low: Any, high: Any, eps: float) -> Any:
@@ -90,7 +224,8 @@ def _loglik(dist: Any, scores: Any, mask: Any, low: Any, high: Any, eps: float) 
     return xp.sum(xp.where(mask, expand.logpdf(x), 0.0), axis=-1)
 
 
-def fit_family(family: str, scores: Any, mask: Any = None, *, prior: Any = None,
+def fit_family(family: str, scores: ArrayLike, mask: ArrayLike | None = None, *,
+               prior: Any = None,
                prior_std: tuple[float, float] = (0.1, 0.1), prior_strength: float = 4.0,
                low: Any = 0.0, high: Any = 1.0, out_of_range: str = "raise", eps: float = 1e-4,
                max_iter: int | None = None) -> FamilyFit:
@@ -151,11 +286,17 @@ def fit_family(family: str, scores: Any, mask: Any = None, *, prior: Any = None,
         option = eps if family == "beta" else 0.05  # the Beta's clip, the mixture's min weight
         args = (work(clipped), work(obs), work(low_a), work(high_a), prior, prior_strength)
         if xp.is_jax:
-            out = _jitted_fit(family, float(option), int(iters))(*args)
+
+            if _traced(args):
+                out = _differentiable_fit()(family, float(option), int(iters), *args)
+            else:
+                out = _jitted_fit(family, float(option), int(iters))(*args)
+            params, (status, n_iter) = out[:5] if family == "mixture" else out[:2], \
+                out[5:7] if family == "mixture" else out[2:4]
         else:
             with np.errstate(all="ignore"):
                 out = _FITS[family](xp, *args, option, iters)
-        *params, status, n_iter = out
+            *params, status, n_iter = out
         dist = _DISTS[family](*(xp.np.asarray(p, dtype) for p in params), low_a, high_a)
         status = xp.np.where(bad_row, FitStatus.INVALID, status)
     obs = mask & ~xp_mod.isnan(scores)
@@ -174,8 +315,8 @@ class FamilyChoice(NamedTuple):
     question b), ``information[f, b]`` the criterion values, ``fits`` the fits by family."""
 
     families: tuple[str, ...]
-    index: Any
-    information: Any
+    index: Array
+    information: Array
     fits: dict
 
     @property
@@ -183,7 +324,8 @@ class FamilyChoice(NamedTuple):
         return [self.families[i] for i in np.atleast_1d(self.index)]
 
 
-def choose_family(scores: Any, mask: Any = None, *, families: tuple[str, ...] = FAMILIES,
+def choose_family(scores: ArrayLike, mask: ArrayLike | None = None, *,
+                  families: tuple[str, ...] = FAMILIES,
                   criterion: str = "bic", **fit_options: Any) -> FamilyChoice:
     """Fit each family and choose per question by an information criterion (lowest wins; ties
     go to the earlier family, so list the simpler ones first). ``fit_options`` go to
@@ -193,22 +335,28 @@ def choose_family(scores: Any, mask: Any = None, *, families: tuple[str, ...] = 
     if not families or any(f not in FAMILIES for f in families):
         raise ValueError(f"families must be a non-empty subset of {FAMILIES}; got {families!r}")
     fits = {f: fit_family(f, scores, mask, **fit_options) for f in families}
-    info = np.stack([np.asarray(fits[f].information(criterion)) for f in families])
-    ok = np.stack([np.asarray(fits[f].status) != FitStatus.INVALID for f in families])
-    info = np.where(ok & np.isfinite(info), info, np.inf)
-    return FamilyChoice(tuple(families), np.argmin(info, axis=0), info, fits)
+    first = fits[families[0]].loglik
+    if _is_jax_array(first):  # JAX fits: stays in JAX (traceable, jit can return it)
+        import jax.numpy as xp
+    else:
+        xp = np
+    info = xp.stack([xp.asarray(fits[f].information(criterion)) for f in families])
+    ok = xp.stack([xp.asarray(fits[f].status) != FitStatus.INVALID for f in families])
+    info = xp.where(ok & xp.isfinite(info), info, xp.inf)
+    return FamilyChoice(tuple(families), xp.argmin(info, axis=0), info, fits)
 
 
 class GoodnessOfFit(NamedTuple):
     """Kolmogorov-Smirnov distance of the observed scores from the fitted CDF, its p-value for
     a fully specified distribution (conservative for fitted parameters), and the count."""
 
-    ks: Any
-    pvalue: Any
-    n_obs: Any
+    ks: Array
+    pvalue: Array
+    n_obs: Array
 
 
-def goodness_of_fit(dist: Any, scores: Any, mask: Any = None) -> GoodnessOfFit:
+def goodness_of_fit(dist: Any, scores: ArrayLike, mask: ArrayLike | None = None
+                    ) -> GoodnessOfFit:
     """KS goodness of fit of a batch [B] distribution to each question's observed scores.
 
     Example:
@@ -218,6 +366,10 @@ def goodness_of_fit(dist: Any, scores: Any, mask: Any = None) -> GoodnessOfFit:
         >>> round(float(gof.ks[0]), 3)
         0.25
     """
+    # (dist: anything with cdf, low and high; its parameters, when it says, choose JAX)
+    leaves = dist.params() if hasattr(dist, "params") else (dist.low, dist.high)
+    if any(_is_jax_array(v) for v in (scores, mask, *leaves)):
+        return _goodness_of_fit_jax(dist, scores, mask)
     from scipy.stats import kstwo
 
     scores = np.atleast_2d(np.asarray(scores, np.float64))
@@ -237,3 +389,49 @@ def goodness_of_fit(dist: Any, scores: Any, mask: Any = None) -> GoodnessOfFit:
     ks = np.where(n > 0, ks, np.nan)
     pvalue = np.where(n > 0, kstwo.sf(ks, np.maximum(n, 1)), np.nan)
     return GoodnessOfFit(ks, pvalue, n)
+
+
+def _kstwo_sf(ks: Any, n: Any) -> Any:
+    """scipy's exact one-sample KS survival function, as a host callback (traceable; the
+    p-value has no derivative)."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.stats import kstwo
+
+    def host(d, m):
+        with np.errstate(all="ignore"):
+            return np.asarray(kstwo.sf(np.asarray(d, np.float64), np.maximum(np.asarray(m), 1)),
+                              np.asarray(d).dtype)
+
+    ks = jax.lax.stop_gradient(ks)
+    out = jax.ShapeDtypeStruct(jnp.shape(ks), ks.dtype)
+    return jax.pure_callback(host, out, ks, n, vmap_method="broadcast_all")
+
+
+def _goodness_of_fit_jax(dist: Any, scores: Any, mask: Any) -> GoodnessOfFit:
+    """:func:`goodness_of_fit` in JAX: traceable (jit, vmap), the KS distance differentiable
+    in the parameters and the scores, the p-value from scipy through a host callback."""
+    import jax.numpy as jnp
+
+    scores = jnp.atleast_2d(jnp.asarray(scores))
+    if not jnp.issubdtype(scores.dtype, jnp.floating):
+        scores = scores.astype(float)
+    mask = jnp.ones(scores.shape, bool) if mask is None else jnp.atleast_2d(jnp.asarray(mask))
+    mask = mask & ~jnp.isnan(scores)
+    n = mask.sum(-1)
+    low, high = (jnp.broadcast_to(jnp.asarray(v, scores.dtype), n.shape)[:, None]
+                 for v in (dist.low, dist.high))
+    # unobserved scores sort last (as +inf); their CDF is evaluated at a harmless 0.5
+    x = jnp.sort(jnp.where(mask, jnp.clip(scores, low, high), jnp.inf), axis=-1)
+    seen = jnp.isfinite(x)
+    f = jnp.asarray(dist.cdf(jnp.where(seen, x, 0.5).T)).T
+    i = jnp.arange(1, x.shape[-1] + 1, dtype=scores.dtype)[None, :]
+    nn = jnp.maximum(n, 1).astype(scores.dtype)[:, None]
+    gap = jnp.maximum(i / nn - f, f - (i - 1) / nn)
+    ks = jnp.max(jnp.where(i <= n[:, None], gap, 0.0), axis=-1, initial=0.0)
+    ks = jnp.where(n > 0, ks, jnp.nan)
+    pvalue = jnp.where(n > 0, _kstwo_sf(jnp.where(n > 0, ks, 0.5), n), jnp.nan)
+    return GoodnessOfFit(ks, pvalue, n)
+
+
+_lazy_jax.when_imported(_register_fits)

@@ -163,7 +163,10 @@ def best_of_n_prob(dist: ScoreDistribution, target: Any, n: Any) -> Any:
     """1 - F(target)^n from log F."""
     log_f = dist.logcdf(target)
     xp = namespace(log_f)
-    return -xp.np.expm1(xp.np.asarray(n, log_f.dtype) * log_f)
+    x = xp.np
+    # (an invalid element's NaN would reach n's derivative through the product)
+    ok = ~x.isnan(log_f)
+    return x.where(ok, -x.expm1(x.asarray(n, log_f.dtype) * x.where(ok, log_f, -1.0)), x.nan)
 
 
 def k_of_n_prob(dist: ScoreDistribution, target: Any, n: Any, k: Any) -> Any:

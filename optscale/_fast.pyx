@@ -12,10 +12,11 @@ precision, so that their answers satisfy the definitions in that precision.
 """
 
 from cython.parallel import prange
-from libc.float cimport DBL_MIN, FLT_MIN
-from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, hypot, isfinite,
-                        isnan, log, log1p, sqrt)
+from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
+from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, frexp, hypot,
+                        isfinite, isnan, log, log1p, sqrt)
 from scipy.special.cython_special cimport betainc, log_ndtr, ndtri_exp
+from scipy.special.cython_special cimport erfc as sc_erfc
 
 ctypedef fused floating:
     float
@@ -234,6 +235,94 @@ def k_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low, floati
                 out[i] = <floating>betainc(<double>k[i], n[i] - k[i] + 1.0, exp(ls))
 
 
+# ----------------------------------------------------------------------------- fast path
+# The plain formula with an error bound, as optscale/_fastpath.py (whose docstring has the
+# argument); evaluated in double with libm's erfc and log1p (both within 2 eps), branch per
+# element: elements it cannot prove exact take the careful _logs above.
+
+cdef double E0 = 8.0
+cdef double E2 = 3.0
+cdef double E2_BOUND = 6.0
+cdef double U_CAP = 1e4
+
+
+cdef inline double _tail_err(double u, double e2, double* err) noexcept nogil:
+    """T(u) = Phi(-|u|) and (into err) its absolute error bound."""
+    cdef double au = min(fabs(u), U_CAP)
+    cdef double t = 0.5 * sc_erfc(au * SQRT_HALF)
+    err[0] = t * ((E0 + e2 * au * au) * DBL_EPSILON) + 2.0 * DBL_MIN
+    return t
+
+
+cdef inline bint _fast_logs(double mu, double sigma, double low, double high, double x,
+                            double* lf, double* dlf, double* ls, double* dls, double* s_out,
+                            double* ds_out, double* log_size, bint with_sf) noexcept nogil:
+    """log F (and log S) of a central range with absolute error bounds; False where the bound
+    does not apply (the caller then takes the careful path). x outside (low, high) is left to
+    the caller."""
+    cdef double alpha, beta, z, ta, tz, tb, ea, ez, eb, lower, upper, dl, du, total, s, f, ds
+    cdef int e_lo, e_up
+    alpha, beta, z = (low - mu) / sigma, (high - mu) / sigma, (x - mu) / sigma
+    if not (alpha < 0.0 and beta > 0.0):
+        return False
+    ta = _tail_err(alpha, E2_BOUND, &ea)
+    tz = _tail_err(z, E2, &ez)
+    tb = _tail_err(beta, E2_BOUND, &eb)
+    if z > 0.0:
+        lower, upper = (1.0 - ta) - tz, tz - tb
+        dl, du = ez + ea + 2.0 * DBL_EPSILON, ez + eb + DBL_EPSILON * fabs(upper)
+    else:
+        lower, upper = tz - ta, (1.0 - tz) - tb
+        dl, du = ez + ea + DBL_EPSILON * fabs(lower), ez + eb + 2.0 * DBL_EPSILON
+    if not (lower > 0.0 and upper >= 0.0):
+        return False
+    total = lower + upper
+    s, f = upper / total, lower / total
+    ds = (du + s * (dl + du + DBL_EPSILON * total)) / total + 2.0 * DBL_EPSILON * s
+    if not (ds <= 0.125 * f):
+        return False
+    lf[0] = log1p(-s)
+    dlf[0] = 1.01 * ds / f + 2.0 * DBL_EPSILON * fabs(lf[0])
+    s_out[0], ds_out[0] = s, ds
+    frexp(lower, &e_lo)
+    frexp(upper if upper > 0.0 else 1.0, &e_up)
+    log_size[0] = (max(abs(e_lo), abs(e_up)) + 1.0) * LN2
+    if not with_sf:
+        ls[0], dls[0] = NAN, INFINITY
+    elif s > 0.0:
+        ls[0] = log(s)
+        dls[0] = 1.01 * ds / s + 2.0 * DBL_EPSILON * fabs(ls[0])
+    else:
+        ls[0], dls[0] = -INFINITY, INFINITY
+    return True
+
+
+cdef inline double _margin(double lf, double dlf, double log_size, double eps) noexcept nogil:
+    """How far the careful log F may lie from the fast one (libm's log1p: L = 2)."""
+    return 2.0 * dlf + eps * fabs(lf) * (16.0 + 16.0 * log_size + 8.0)
+
+
+cdef inline bint _best_exact(double n, double lf, double d, double l1mc, double n_lo,
+                             double n_hi, double n_exact) noexcept nogil:
+    """The careful k = 1 answer is n (inf where log F == 0); see _fastpath.best_exact."""
+    cdef double a = -lf, big_b = -l1mc, m
+    if d > a * 2048.0 / n_exact:  # 2^-(bits - 12) |log F|: achieved stays close
+        return False
+    if n > n_hi:
+        return n_hi * (a + d) < big_b
+    m = max(n, n_lo)
+    if m * (a - d) < big_b:
+        return False
+    return (m <= n_lo or (m - 1.0) * (a + d) < big_b) and n <= n_exact
+
+
+cdef inline double _k_slack(double m, double kf, double lf, double ls, double d_lf,
+                            double d_ls, double eps) noexcept nogil:
+    cdef double als = fabs(ls) if isfinite(ls) else 0.0
+    cdef double size = m * fabs(lf) + (kf - 1.0) * (als + fabs(lf) + log1p(m)) + 1.0
+    return m * d_lf + (kf - 1.0) * d_ls + 8.0 * (kf + 2.0) * eps * size
+
+
 # ----------------------------------------------------------------------------- solvers
 
 cdef inline double _ceil_exact(floating log_f, floating bound) noexcept nogil:
@@ -252,17 +341,95 @@ cdef inline floating _log1m(floating c) noexcept nogil:
     return <floating>log1p(-<double>c)
 
 
+cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, double kf,
+                                    double n_lo, double n_hi, int* n_out, int* status_out,
+                                    floating* achieved_out, double* n_raw) noexcept nogil:
+    """At least k of n reach the target, given log F and log S: closed form for k = 1,
+    otherwise bisection on [max(closed form, k, n_min), Chernoff bound] as in the JAX core.
+    n_raw: the closed form before clipping (inf where F == 1) for k = 1, else the answer."""
+    cdef double lo, hi, mid, ell, need, n1
+    cdef floating n_f
+    cdef bint ok_hi
+    if not (lf < 0):  # F(target) == 1: nobody reaches the target
+        n_out[0], status_out[0], achieved_out[0], n_raw[0] = <int>n_hi, INFEASIBLE, 0, INFINITY
+        return
+    n1 = _ceil_exact(lf, l1mc)
+    n_raw[0] = n1
+    n1 = min(n1, n_hi + 1.0)
+    if kf <= 1:
+        if n1 > n_hi:
+            n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
+        else:
+            n_out[0], status_out[0] = <int>max(n1, n_lo), OK
+        n_f = <floating>n_out[0]
+        achieved_out[0] = <floating>(-expm1(<double>(n_f * lf)))
+        return
+    lo = max(max(n1, kf), n_lo)
+    ell = -l1mc
+    need = (kf - 1.0) + ell + sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
+    hi = min(max(ceil(need * exp(-ls)) + 1.0, lo), n_hi)
+    ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
+    if not ok_hi and hi < n_hi:
+        hi = n_hi
+        ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
+    if not ok_hi or lo > n_hi:
+        n_out[0], status_out[0], n_raw[0] = <int>n_hi, INFEASIBLE, n_hi
+        achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, n_hi,
+                                                                               kf)))
+        return
+    while lo < hi:
+        mid = floor(0.5 * (lo + hi))
+        if <floating>_log_binom_lower(ls, lf, mid, kf) <= l1mc:
+            hi = mid
+        else:
+            lo = mid + 1.0
+    n_out[0], status_out[0], n_raw[0] = <int>hi, OK, hi
+    achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
+
+
+cdef inline bint _k_exact(floating lf, floating ls, floating l1mc, double kf, double n_lo,
+                          double n_hi, double conf, int status, double n, double d_lf,
+                          double d_ls, double s, double ds, double eps,
+                          double n_exact) noexcept nogil:
+    """The careful k-of-N bisection ends on the same OK answer.
+
+    log P(Bin(n, S) <= k - 1) moves by at most n |d log F| + (k - 1) |d log S| when the logs
+    do (its partial derivatives are E[n - j] <= n and E[j] <= k - 1), plus the rounding of the
+    k-term recurrence (8 (k + 2) eps times the size of its terms): with that margin at n and
+    n - 1 the careful bisection, which finds the smallest n meeting the criterion, ends on n.
+    Infeasible answers go to the careful path, whose achieved value near 0 is rounding
+    (P(2 of N) of a target 15 sigma out): only it reproduces its own.
+    """
+    cdef double b = <double>l1mc, m
+    if status != OK:
+        return False
+    if n > n_exact or <double><floating>_log_binom_lower(ls, lf, n, kf) > b - _k_slack(
+            n, kf, lf, ls, d_lf, d_ls, eps):
+        return False
+    if n <= max(kf, n_lo):
+        return True
+    m = n - 1.0
+    return <double><floating>_log_binom_lower(ls, lf, m, kf) > b + _k_slack(m, kf, lf, ls, d_lf,
+                                                                            d_ls, eps)
+
+
 def min_samples_probability(floating[::1] mu, floating[::1] sigma, floating[::1] low,
                             floating[::1] high, floating[::1] target, floating[::1] conf,
                             long long[::1] k, long long[::1] n_min, long long[::1] n_max,
                             int[::1] out_n, int[::1] out_status, floating[::1] out_achieved,
                             int threads):
-    """At least k of n reach the target with the confidence: closed form for k = 1, otherwise
-    bisection on [max(closed form, k, n_min), Chernoff bound] as in the JAX core."""
+    """At least k of n reach the target with the confidence. Each element first tries the
+    plain formula (fast path); where its error bound cannot prove the answer exact, the
+    careful log-space logs decide."""
     cdef Py_ssize_t i, size = mu.shape[0]
-    cdef double lcd, lsd, lo, hi, mid, ell, need, kf, n1, n_lo, n_hi, achieved
-    cdef floating lf, ls, l1mc, n_f
-    cdef bint ok_hi
+    cdef double lcd, lsd, kf, n_lo, n_hi, dlf, dls, s, ds, log_size, n_raw, d_lf, d_ls, eps
+    cdef double n_exact
+    cdef floating lf, ls, l1mc
+    cdef bint done
+    if floating is float:
+        eps, n_exact = FLT_EPSILON, 4194304.0
+    else:
+        eps, n_exact = DBL_EPSILON, 2251799813685248.0
     for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
         if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
                 and conf[i] > 0 and conf[i] < 1 and k[i] >= 1 and n_min[i] >= 1
@@ -275,44 +442,39 @@ def min_samples_probability(floating[::1] mu, floating[::1] sigma, floating[::1]
             out_status[i] = TRIVIAL
             out_achieved[i] = 1 if out_n[i] >= kf else 0
             continue
+        l1mc = _log1m(conf[i])
+        done = False
         lcd = 0.0  # private (see log_cdf_sf)
         lsd = 0.0
-        _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
+        dlf = 0.0
+        dls = 0.0
+        s = 0.0
+        ds = 0.0
+        log_size = 0.0
+        n_raw = 0.0
+        if target[i] >= high[i]:
+            lcd, lsd = 0.0, -INFINITY  # exactly the careful path's values
+            done = True
+        elif target[i] > low[i] and _fast_logs(mu[i], sigma[i], low[i], high[i], target[i],
+                                               &lcd, &dlf, &lsd, &dls, &s, &ds, &log_size,
+                                               kf > 1):
+            lf, ls = <floating>lcd, <floating>lsd
+            _solve_probability(lf, ls, l1mc, kf, n_lo, n_hi, &out_n[i], &out_status[i],
+                               &out_achieved[i], &n_raw)
+            d_lf = _margin(<double>lf, dlf, log_size, eps)
+            if kf <= 1:
+                done = _best_exact(n_raw, <double>lf, d_lf, <double>l1mc, n_lo, n_hi, n_exact)
+            else:
+                d_ls = _margin(<double>ls if isfinite(ls) else 0.0, dls, log_size, eps)
+                done = _k_exact(lf, ls, l1mc, kf, n_lo, n_hi, <double>conf[i], out_status[i],
+                                n_raw, d_lf, d_ls, s, ds, eps, n_exact)
+            if done:
+                continue
+        if not done:
+            _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
         lf, ls = <floating>lcd, <floating>lsd
-        l1mc = _log1m(conf[i])
-        if not (lf < 0):  # F(target) == 1: nobody reaches the target
-            out_n[i], out_status[i], out_achieved[i] = <int>n_hi, INFEASIBLE, 0
-            continue
-        n1 = min(_ceil_exact(lf, l1mc), n_hi + 1.0)
-        if kf <= 1:
-            if n1 > n_hi:
-                out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
-            else:
-                out_n[i], out_status[i] = <int>max(n1, n_lo), OK
-            n_f = <floating>out_n[i]
-            out_achieved[i] = <floating>(-expm1(<double>(n_f * lf)))
-            continue
-        lo = max(max(n1, kf), n_lo)
-        ell = -l1mc
-        need = (kf - 1.0) + ell + sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
-        hi = min(max(ceil(need * exp(-ls)) + 1.0, lo), n_hi)
-        ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
-        if not ok_hi and hi < n_hi:
-            hi = n_hi
-            ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
-        if not ok_hi or lo > n_hi:
-            out_n[i], out_status[i] = <int>n_hi, INFEASIBLE
-            out_achieved[i] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, n_hi,
-                                                                                 kf)))
-            continue
-        while lo < hi:
-            mid = floor(0.5 * (lo + hi))
-            if <floating>_log_binom_lower(ls, lf, mid, kf) <= l1mc:
-                hi = mid
-            else:
-                lo = mid + 1.0
-        out_n[i], out_status[i] = <int>hi, OK
-        out_achieved[i] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
+        _solve_probability(lf, ls, l1mc, kf, n_lo, n_hi, &out_n[i], &out_status[i],
+                           &out_achieved[i], &n_raw)
 
 
 def cost_aware_samples(floating[::1] mu, floating[::1] sigma, floating[::1] low,

@@ -208,10 +208,10 @@ def _derivs(ops, c: NewtonConsts, mu, rho):
 def newton_start(ops: Ops, c: NewtonConsts, mu0, rho0, done=None) -> NewtonState:
     xp = ops.xp
     current = ops.call(_derivs_at, c, mu0, rho0)
-    done = xp.zeros(mu0.shape, dtype=bool) if done is None else done
-    return NewtonState(mu0, rho0, current, xp.ones(mu0.shape, mu0.dtype),
-                       xp.full(mu0.shape, xp.inf, dtype=mu0.dtype), done,
-                       xp.zeros(mu0.shape, dtype=xp.int32), xp.asarray(0))
+    # (*_like: inside shard_map the loop state then varies over the mesh like the data does)
+    done = xp.zeros_like(mu0, dtype=bool) if done is None else done
+    return NewtonState(mu0, rho0, current, xp.ones_like(mu0), xp.full_like(mu0, xp.inf), done,
+                       xp.zeros_like(mu0, dtype=xp.int32), xp.asarray(0))
 
 
 _FLOOR = 1e-12
@@ -524,7 +524,7 @@ def match_moments(ops: Ops, moments, mean, std, low, high, bounds, max_iter: int
     rho0 = xp.clip(xp.log(xp.clip(xp.where(invalid, 0.25 * width, std), s_lo, s_hi)),
                    rho_lo, rho_hi)
     r1, r2 = _moment_residual(ops, moments, c, mu0, rho0)
-    state = MomentState(mu0, rho0, r1, r2, xp.full(mu0.shape, 1e-3, dtype=mu0.dtype),
+    state = MomentState(mu0, rho0, r1, r2, xp.full_like(mu0, 1e-3),
                         invalid | (r1 * r1 + r2 * r2 <= 1e-24), xp.asarray(0))
     out = ops.run(moment_step, c, state, max_iter, moments=moments)
     res = xp.sqrt(out.r1 * out.r1 + out.r2 * out.r2)

@@ -56,6 +56,7 @@ import numpy as np
 from optscale._distribution import TruncatedNormal
 from optscale._family import ScoreDistribution, Xp, family
 from optscale._fit import FitStatus, _floored_inverse, nll_derivatives
+from optscale._typing import ArrayLike
 
 __all__ = ["TruncNormMixture", "mixture_fit_arrays", "mixture_loglik"]
 
@@ -80,13 +81,14 @@ class TruncNormMixture(ScoreDistribution):
         [0.5131, 0.8377]
     """
 
-    weight: Any
-    mu1: Any
-    sigma1: Any
-    mu2: Any
-    sigma2: Any
-    low: Any = 0.0
-    high: Any = 1.0
+    weight: ArrayLike
+    mu1: ArrayLike
+    sigma1: ArrayLike
+    mu2: ArrayLike
+    sigma2: ArrayLike
+    low: ArrayLike = 0.0
+    high: ArrayLike = 1.0
+    _SAFE = (0.5, 0.25, 0.1, 0.75, 0.1, 0.0, 1.0)  # stands in for invalid elements
 
     def _components(self) -> tuple[TruncatedNormal, TruncatedNormal]:
         return (TruncatedNormal(self.mu1, self.sigma1, self.low, self.high),
@@ -273,8 +275,8 @@ def mixture_loglik(xp: Xp, scores, mask, low, high, weight, mu1, sigma1, mu2, si
 
 def mixture_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: Any = None,
                        prior_strength: Any = 0.0, w_min: float = W_MIN, max_iter: int = 200,
-                       *, sigma_min: float = SIGMA_MIN, newton_steps: int = _NEWTON_STEPS
-                       ) -> tuple[Any, ...]:
+                       *, sigma_min: float = SIGMA_MIN, newton_steps: int = _NEWTON_STEPS,
+                       return_swap: bool = False) -> tuple[Any, ...]:
     """Batched EM fit of the two-component mixture in the namespace ``xp``.
 
     Args:
@@ -288,6 +290,8 @@ def mixture_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prio
         max_iter: EM iterations (a fixed count: the loop is ``xp.fori``).
         sigma_min: sigma floor relative to high - low.
         newton_steps: Newton steps per M-step.
+        return_swap: also return, last, where the components were swapped to put mu1 <= mu2
+            (the prior's component 1 is then the fit's component 2).
 
     Returns:
         (weight, mu1, sigma1, mu2, sigma2, status, n_iter), [B] arrays; mu1 <= mu2; status a
@@ -370,7 +374,7 @@ def mixture_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prio
         return w_new, mu_new, rho_new, done | (move <= tol), iters
 
     done0 = bad | ((count < 1) & (prior is not None))
-    iters0 = n_.zeros((batch,), n_.int32)
+    iters0 = n_.zeros_like(count, dtype=n_.int32)  # (_like: varies over a shard_map mesh)
     if xp.is_jax:
         from jax import lax
 
@@ -394,4 +398,39 @@ def mixture_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prio
     w = n_.where(swap, 1.0 - w, w)
     mu1, mu2 = n_.where(swap, mu[:, 1], mu[:, 0]), n_.where(swap, mu[:, 0], mu[:, 1])
     s1, s2 = n_.where(swap, sigma[:, 1], sigma[:, 0]), n_.where(swap, sigma[:, 0], sigma[:, 1])
+    if return_swap:
+        return w, mu1, s1, mu2, s2, status.astype(n_.int32), iters, swap
     return w, mu1, s1, mu2, s2, status.astype(n_.int32), iters
+
+
+def mixture_objective(theta: Any, x: Any, m: Any, low: Any, high: Any, prior: Any,
+                      prior_strength: Any, w_min: float) -> Any:
+    """The negative log posterior (up to a constant) of one question (JAX, for implicit
+    differentiation): theta = (w, mu1, log sigma1, mu2, log sigma2) in the fit's own order,
+    scores x [n] (already in range) with mask m [n]. It is what EM climbs: the MAP prior is the
+    weight's pseudo-counts and each component's pseudo-observations of its parent normal."""
+    import jax.numpy as jnp
+
+    from optscale._special import log_gauss_mass
+
+    w, mu1, rho1, mu2, rho2 = (theta[i] for i in range(5))
+    width = high - low
+
+    def comp_logpdf(mu, rho):
+        sigma = jnp.exp(rho)
+        log_z = log_gauss_mass((low - mu) / sigma, (high - mu) / sigma, width / sigma)
+        z = (x - mu) / sigma
+        return -0.5 * z * z - rho - _HALF_LOG_2PI - log_z
+
+    joint = jnp.logaddexp(jnp.log1p(-w) + comp_logpdf(mu1, rho1), jnp.log(w)
+                          + comp_logpdf(mu2, rho2))
+    f = -jnp.sum(jnp.where(m, joint, 0.0))
+    if prior is not None:
+        pw, pm1, ps1, pm2, ps2 = prior
+        kappa = jnp.where(prior_strength > 0, prior_strength, 0.0)
+        pw_c = jnp.clip(pw, w_min, 1.0 - w_min)
+        f = f - kappa * (pw_c * jnp.log(w) + (1.0 - pw_c) * jnp.log1p(-w))
+        for k0, mu, rho, pm, ps in ((kappa * (1.0 - pw_c), mu1, rho1, pm1, ps1),
+                                    (kappa * pw_c, mu2, rho2, pm2, ps2)):
+            f = f + k0 * (((mu - pm) ** 2 + ps * ps) * 0.5 * jnp.exp(-2.0 * rho) + rho)
+    return f

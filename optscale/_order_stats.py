@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +13,9 @@ from optscale import _truncnorm as tn
 from optscale._quadrature import LOG_V, W_V
 from optscale._special import LN2
 
+if TYPE_CHECKING:
+    from jax.typing import ArrayLike
+
 __all__ = [
     "best_of_n_prob", "best_of_n_quantile", "expected_best", "k_of_n_prob", "log_binom_lower",
 ]
@@ -22,43 +25,85 @@ def best_of_n_prob(dist: Any, target: Any, n: Any) -> jax.Array:
     """P(max of n samples >= target) = 1 - F(target)^n."""
     log_f = tn.logcdf(dist, target)
     n = jnp.asarray(n, log_f.dtype)
-    return -jnp.expm1(n * log_f)
+    # (an invalid element's NaN would reach n's derivative through the product)
+    ok = ~jnp.isnan(log_f)
+    return jnp.where(ok, -jnp.expm1(n * jnp.where(ok, log_f, -1.0)), jnp.nan)
 
 
 def best_of_n_quantile(dist: Any, q: Any, n: Any) -> jax.Array:
     """The q-quantile of the best of n samples: F^-1(q^(1/n)), formed in log space."""
     q = jnp.asarray(q)
     dtype = tn.params(dist, q)[0].dtype
-    log_q = jnp.where((q >= 0) & (q <= 1), jnp.log(q.astype(dtype)), jnp.nan)
-    return tn.icdf_log(dist, log_q / jnp.asarray(n, dtype))
+    q = q.astype(dtype)
+    n = jnp.asarray(n, dtype)
+    # q = 0 (log q = -inf) and a bad n are constants: log and 1/n see safe values there
+    use = (q > 0) & (q <= 1) & (n > 0)
+    log_q = jnp.log(jnp.where(use, q, 1.0)) / jnp.where(use, n, 1.0)
+    log_q = jnp.where(use, log_q, jnp.where((q == 0) & (n > 0), -jnp.inf, jnp.nan))
+    return tn.icdf_log(dist, log_q)
 
 
-def log_binom_lower(log_s: jax.Array, log_f: jax.Array, n: jax.Array, k: jax.Array) -> jax.Array:
+def log_binom_lower(log_s: ArrayLike, log_f: ArrayLike, n: ArrayLike,
+                    k: ArrayLike) -> jax.Array:
     """log P(Bin(n, s) <= k - 1) with s = exp(log_s), 1 - s = exp(log_f); n, k as floats.
 
     A sum of k positive terms built by the recurrence C(n, j+1) / C(n, j) = (n - j) / (j + 1), so
     it is accurate where it matters for the solver (the lower tail, near 1 - c) with no lgamma of
     large n. The loop runs max(k) - 1 times (k may be traced).
+
+    Differentiable in log_s and log_f, forward and reverse (n and k are counts: no
+    derivative): the loop sits inside a custom JVP whose tangent comes from the same sum,
+    d/d log_s = E[j], d/d log_f = E[n - j] under the terms' weights, so no loop is
+    differentiated.
     """
+    log_s, log_f = jnp.asarray(log_s), jnp.asarray(log_f)
+    dtype = jnp.result_type(log_s, log_f)
+    log_s, log_f = log_s.astype(dtype), log_f.astype(dtype)
+    n, k = jnp.asarray(n, dtype), jnp.asarray(k, dtype)
     f_zero, s_zero = log_f == -jnp.inf, log_s == -jnp.inf
     lf = jnp.where(f_zero | s_zero, -1.0, log_f)
     ls = jnp.where(f_zero | s_zero, -1.0, log_s)
-    step = ls - lf
-    term0 = n * lf
-
-    def body(j, carry):
-        term, acc = carry
-        jf = jnp.asarray(j, term.dtype)
-        term = term + jnp.log(jnp.maximum(n - jf + 1.0, 0.0) / jf) + step
-        acc = jnp.where(jf < k, jnp.logaddexp(acc, term), acc)
-        return term, acc
-
-    k_max = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
-    _, acc = lax.fori_loop(1, k_max, body, (term0, term0))
+    acc = _lower_sum(ls, lf, lax.stop_gradient(n), lax.stop_gradient(k))
     acc = jnp.where(n < k, 0.0, jnp.minimum(acc, 0.0))
     # F = 0: every sample reaches the target; S = 0: none does.
     acc = jnp.where(f_zero, jnp.where(n < k, 0.0, -jnp.inf), acc)
     return jnp.where(s_zero & ~f_zero, 0.0, acc)
+
+
+def _lower_terms(ls, lf, n, k, with_mean: bool):
+    """log sum_{j < k} C(n, j) s^j f^(n - j) and, with ``with_mean``, the terms' mean j."""
+    step = ls - lf
+    term0 = n * lf
+
+    def body(j, carry):
+        term, acc, mean_j = carry
+        jf = jnp.asarray(j, term.dtype)
+        term = term + jnp.log(jnp.maximum(n - jf + 1.0, 0.0) / jf) + step
+        use = jf < k
+        new = jnp.logaddexp(acc, term)
+        if with_mean:
+            # running mean of j under weights exp(term - acc); a -inf term weighs nothing
+            w_new = jnp.where(term > -jnp.inf, jnp.exp(term - new), 0.0)
+            mean_j = jnp.where(use, mean_j * (1.0 - w_new) + jf * w_new, mean_j)
+        return term, jnp.where(use, new, acc), mean_j
+
+    k_max = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
+    term0 = jnp.broadcast_to(term0, jnp.broadcast_shapes(term0.shape, k.shape))
+    _, acc, mean_j = lax.fori_loop(1, k_max, body, (term0, term0, jnp.zeros_like(term0)))
+    return acc, mean_j
+
+
+@jax.custom_jvp
+def _lower_sum(ls, lf, n, k):
+    return _lower_terms(ls, lf, n, k, False)[0]
+
+
+@_lower_sum.defjvp
+def _lower_sum_jvp(primals, tangents):
+    ls, lf, n, k = primals
+    dls, dlf = tangents[:2]
+    acc, mean_j = _lower_terms(ls, lf, n, k, True)
+    return acc, mean_j * dls + (n - mean_j) * dlf
 
 
 def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> jax.Array:
@@ -72,7 +117,12 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> jax.Array:
     n, k = jnp.asarray(n, dtype), jnp.asarray(k, dtype)
     lower = log_binom_lower(log_s, log_f, n, k)
     n_safe = jnp.where(n >= k, n, k)
-    upper = betainc(k, n_safe - k + 1.0, jnp.exp(log_s))
+    # (betainc's derivative in x is x^(k-1) (1-x)^(n-k) / B: NaN at x = 0 for k = 1, so x is
+    # masked where the branch is unused or x is 0)
+    use_upper = ~(lower < -LN2) & (log_s > -jnp.inf) & (log_f > -jnp.inf)
+    x = jnp.exp(jnp.where(use_upper, log_s, -LN2))
+    upper = jnp.where(use_upper, betainc(k, n_safe - k + 1.0, x),
+                      jnp.where(log_s > -jnp.inf, 1.0, 0.0))
     p = jnp.where(lower < -LN2, -jnp.expm1(lower), upper)
     return jnp.where(n < k, 0.0, p)
 

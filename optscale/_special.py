@@ -13,21 +13,24 @@ Special functions are evaluated once per point (:func:`tail_point`), so a CDF co
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.scipy import special as jss
 
 __all__ = [
-    "LN2", "log1mexp", "log_gauss_mass", "log_mass", "log_ndtr", "ndtri_exp", "norm_logpdf",
-    "tail_point", "tail_ratio",
+    "LN2", "betainc", "log1mexp", "log_gauss_mass", "log_mass", "log_ndtr", "ndtri_exp",
+    "norm_logpdf", "tail_point", "tail_ratio",
 ]
 
 LN2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # JAX's default 3-term asymptotic series is only ~4e-9 relative at x = -20 (float64 switch point).
 _LOG_NDTR_SERIES = 10
+_LOG_NDTR_M8 = -35.01343715991456  # log Phi(-8)
 
 
 def log_ndtr(x: jax.Array) -> jax.Array:
@@ -64,12 +67,17 @@ def tail_point(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     arguments (float64 near 26.54, float32 near 9.19).
     """
     t = log_ndtr(-x)
-    small = jnp.exp(norm_logpdf(x) - t) - x
+    # Each branch sees an argument in its own range, so the unused one stays finite with a
+    # finite derivative (far out, log phi - log Phi(-x) is -inf - -inf).
+    near = x < 8.0
+    xs = jnp.where(near, x, 8.0)
+    ts = jnp.where(near, t, _LOG_NDTR_M8)
+    small = jnp.exp(norm_logpdf(xs) - ts) - xs
     xl = jnp.maximum(x, 8.0)
     u = xl
     for k in range(_cf_depth(x.dtype), 1, -1):
         u = xl + k / u
-    return t, jnp.where(x < 8.0, small, 1.0 / u)
+    return t, jnp.where(near, small, 1.0 / u)
 
 
 def tail_ratio(a, ta, ga, b, tb, gb, w):
@@ -80,17 +88,20 @@ def tail_ratio(a, ta, ga, b, tb, gb, w):
     the logs below 8, and above it -w (a + w/2) - log(h(b) / h(a)) with h(b) - h(a) = w + g(b) -
     g(a): differencing logs of size a^2 / 2 would leave an error of eps * a^2.
     """
-    h = a + ga
-    h1 = h * ga
-    h2 = 2.0 * h * h1 - h - a * h1
-    h3 = 2.0 * h1 * h1 + 2.0 * h * h2 - 2.0 * h1 - a * h2
-    h4 = 6.0 * h1 * h2 + 2.0 * h * h3 - 3.0 * h2 - a * h3
-    taylor = -w * (h + w * (0.5 * h1 + w * (h2 / 6.0 + w * (h3 / 24.0 + w * h4 / 120.0))))
-    direct = tb - ta
-    large = -w * (a + 0.5 * w) - jnp.log1p((w + gb - ga) / h)
     # Where each is exact to ~3e-14 (random a up to 1e3 against mpmath): Taylor while
     # w <= 0.005 (1 + a) below 8 and w a <= 0.01 above.
     short = jnp.where(a < 8.0, w <= 0.005 * (1.0 + a), w * a <= 0.01)
+    h = a + ga
+    h1 = h * ga
+    w_short = jnp.where(short, w, 0.0)  # a long w would overflow the unused series
+    w_long = jnp.where(short, 1.0, w)
+    h2 = 2.0 * h * h1 - h - a * h1
+    h3 = 2.0 * h1 * h1 + 2.0 * h * h2 - 2.0 * h1 - a * h2
+    h4 = 6.0 * h1 * h2 + 2.0 * h * h3 - 3.0 * h2 - a * h3
+    ws = w_short
+    taylor = -ws * (h + ws * (0.5 * h1 + ws * (h2 / 6.0 + ws * (h3 / 24.0 + ws * h4 / 120.0))))
+    direct = tb - ta
+    large = -w_long * (a + 0.5 * w_long) - jnp.log1p((w_long + gb - ga) / h)
     return jnp.where(short, taylor, jnp.where(a < 8.0, direct, large))
 
 
@@ -122,13 +133,51 @@ def log_mass(a, pa, b, pb, w):
     s = 1.0 / math.sqrt(2.0)
     central = jnp.where(tails < 0.5, jnp.log1p(-jnp.minimum(tails, 0.5)),
                         jnp.log(0.5 * (jss.erf(cb * s) - jss.erf(ca * s))))
-    return jnp.where(tail, t_lo, 0.0), jnp.where(tail, log1mexp(d), central), d
+    # (outside the tails d is a placeholder, 0, where log1mexp has an infinite derivative)
+    # An empty interval (x on a bound) has d = 0 and mass -inf; as a constant, so that it
+    # carries no derivative.
+    tail_mass = jnp.where(d < 0.0, log1mexp(jnp.where(tail & (d < 0.0), d, -1.0)), -jnp.inf)
+    return jnp.where(tail, t_lo, 0.0), jnp.where(tail, tail_mass, central), d
 
 
+@jax.custom_jvp
 def log_gauss_mass(a: jax.Array, b: jax.Array, w: jax.Array) -> jax.Array:
-    """log(Phi(b) - Phi(a)) for a <= b, with w = b - a computed by the caller."""
-    anchor, rel, _ = log_mass(a, tail_point(jnp.abs(a)), b, tail_point(jnp.abs(b)), w)
-    return anchor + rel
+    """log(Phi(b) - Phi(a)) for a <= b, with w = b - a computed by the caller.
+
+    Its derivative is the closed form (phi(b) db - phi(a) da) / mass, formed from the hazards
+    in a tail (no anchor cancels); ``w`` is taken to be b - a and carries no derivative of its
+    own.
+    """
+    return _log_gauss_mass_parts(a, b, w)[0]
+
+
+def _log_gauss_mass_parts(a, b, w):
+    pa, pb = tail_point(jnp.abs(a)), tail_point(jnp.abs(b))
+    anchor, rel, d = log_mass(a, pa, b, pb, w)
+    return anchor + rel, pa, pb, rel, d
+
+
+@log_gauss_mass.defjvp
+def _log_gauss_mass_jvp(primals, tangents):
+    a, b, w = primals
+    da, db, _ = tangents
+    out, pa, pb, rel, d = _log_gauss_mass_parts(a, b, w)
+    right = a >= 0.0
+    left = (b <= 0.0) & ~right
+    # Tails, in the frame where the interval is [lo, hi] on the right of 0 (the left one
+    # reflected): phi(lo) / mass = hazard(lo) / (1 - e^D), phi(hi) / mass = hazard(hi) e^D /
+    # (1 - e^D). Middle: phi(u) / mass directly.
+    h_a = jnp.log(jnp.abs(a) + pa[1])
+    h_b = jnp.log(jnp.abs(b) + pb[1])
+    log_ca = jnp.where(right, h_a - rel, jnp.where(left, h_a + d - rel, norm_logpdf(a) - out))
+    log_cb = jnp.where(right, h_b + d - rel, jnp.where(left, h_b - rel, norm_logpdf(b) - out))
+
+    def e(v):  # an empty interval (rel = -inf) carries no derivative
+        ok = jnp.isfinite(v)
+        return jnp.where(ok, jnp.exp(jnp.where(ok, v, 0.0)), 0.0)
+
+    tangent = e(log_cb) * db - e(log_ca) * da
+    return out, jnp.broadcast_to(tangent, out.shape)
 
 
 # Cephes ndtri coefficients for p < exp(-2) (as in scipy.special.ndtri_exp), evaluated on
@@ -178,3 +227,100 @@ def _ndtri_exp_jvp(primals, tangents):
     (y,), (dy,) = primals, tangents
     x = ndtri_exp(y)
     return x, dy * jnp.exp(y - norm_logpdf(x))
+
+
+# ----------------------------------------------------------------------------- incomplete beta
+
+def _log_beta(a, b):
+    # from gammaln: jax.scipy.special.betaln is off by ~1e-6 relative in float64
+    return jss.gammaln(a) + jss.gammaln(b) - jss.gammaln(a + b)
+
+
+def _betacf(a, b, x):
+    """Lentz's continued fraction of I_x(a, b) (x^a (1 - x)^b / (a B(a, b)) times it), for
+    x < (a + 1) / (a + b + 2), where it converges in O(sqrt(max(a, b))) terms."""
+    dtype = x.dtype
+    tiny = jnp.finfo(dtype).tiny * 1e6
+    eps = jnp.finfo(dtype).eps
+    fix = lambda v: jnp.where(jnp.abs(v) < tiny, tiny, v)  # noqa: E731
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    d = 1.0 / fix(1.0 - qab * x / qap)
+
+    def body(state):
+        m, c, d, h, _ = state
+        m2 = 2.0 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 / fix(1.0 + aa * d)
+        c = fix(1.0 + aa / c)
+        h = h * d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 / fix(1.0 + aa * d)
+        c = fix(1.0 + aa / c)
+        delta = d * c
+        return m + 1.0, c, d, h * delta, jnp.max(jnp.abs(delta - 1.0), initial=0.0)
+
+    def cond(state):
+        return (state[4] > eps) & (state[0] < 5000.0)
+
+    one = jnp.ones_like(x)
+    start = (jnp.asarray(1.0, dtype), one, d, d, jnp.asarray(1.0, dtype))
+    state = lax.while_loop(cond, body, start)
+    return state[3]
+
+
+def _log_betainc_cf(a, b, x):
+    """log I_x(a, b) from the continued fraction (x below the switch point)."""
+    return (a * jnp.log(x) + b * jnp.log1p(-x) - jnp.log(a) - _log_beta(a, b)
+            + jnp.log(_betacf(a, b, x)))
+
+
+def _betainc_param_grads(a, b, x):
+    """(dI/da, dI/db) of the regularised incomplete beta for valid a, b > 0 and 0 < x < 1:
+    forward-mode derivatives of the continued fraction, on the side of the switch point where
+    it converges (I_x(a, b) = 1 - I_{1-x}(b, a) on the other)."""
+    swap = x >= (a + 1.0) / (a + b + 2.0)
+    p, q, y = jnp.where(swap, b, a), jnp.where(swap, a, b), jnp.where(swap, 1.0 - x, x)
+
+    def grads(p, q, y):
+        log_i = lambda p, q: _log_betainc_cf(p, q, y)  # noqa: E731
+        v, dp = jax.jvp(log_i, (p, q), (jnp.ones_like(p), jnp.zeros_like(q)))
+        _, dq = jax.jvp(log_i, (p, q), (jnp.zeros_like(p), jnp.ones_like(q)))
+        i = jnp.exp(v)
+        return i * dp, i * dq
+
+    gp, gq = grads(p, q, y)
+    # swapped: I = 1 - J(q=a ... ) with J = I_{1-x}(b, a): dI/da = -dJ/dq, dI/db = -dJ/dp
+    return jnp.where(swap, -gq, gp), jnp.where(swap, -gp, gq)
+
+
+@jax.custom_jvp
+def betainc(a: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
+    """The regularised incomplete beta I_x(a, b) (``jax.scipy.special.betainc``), with a
+    derivative in a and b too (JAX's has none), and finite derivatives at x = 0 and 1."""
+    return jss.betainc(a, b, x)
+
+
+@partial(betainc.defjvp, symbolic_zeros=True)
+def _betainc_jvp(primals, tangents):
+    from jax.custom_derivatives import SymbolicZero
+
+    a, b, x = primals
+    da, db, dx = tangents
+    out = betainc(a, b, x)
+    dtype = out.dtype
+    a, b, x = (jnp.asarray(v, dtype) for v in (a, b, x))
+    inside = (x > 0.0) & (x < 1.0) & (a > 0.0) & (b > 0.0) & jnp.isfinite(a) & jnp.isfinite(b)
+    xs = jnp.where(inside, x, 0.5)
+    as_, bs = jnp.where(inside, a, 1.0), jnp.where(inside, b, 1.0)
+    zero = jnp.zeros_like(out)
+    tangent = zero
+    if not isinstance(dx, SymbolicZero):
+        log_dens = (as_ - 1.0) * jnp.log(xs) + (bs - 1.0) * jnp.log1p(-xs) - _log_beta(as_, bs)
+        tangent = tangent + jnp.where(inside, jnp.exp(log_dens), 0.0) * dx
+    if not (isinstance(da, SymbolicZero) and isinstance(db, SymbolicZero)):
+        ga, gb = _betainc_param_grads(as_, bs, xs)
+        if not isinstance(da, SymbolicZero):
+            tangent = tangent + jnp.where(inside, ga, 0.0) * da
+        if not isinstance(db, SymbolicZero):
+            tangent = tangent + jnp.where(inside, gb, 0.0) * db
+    return out, jnp.broadcast_to(tangent, out.shape)

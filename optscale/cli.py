@@ -41,6 +41,7 @@ from optscale.predictor._cli import add_commands as add_predictor_commands
 from optscale.replay._cli import add_commands as add_replay_commands
 from optscale.replay._pool import brief
 from optscale.sampling._cli import add_commands as add_run_commands
+from optscale.serve._cli import add_commands as add_serve_commands
 
 __all__ = ["CLIError", "InputError", "main"]
 
@@ -526,6 +527,34 @@ def precision(dtype: np.dtype) -> Iterator[None]:
             yield
 
 
+def _solve_part(part: dict[str, Any], size: int, criterion: str,
+                dtype: np.dtype) -> optscale.Solution:
+    """One solver call; columns may be scalars (absent from the input). The k = 1 closed form
+    is taken when every k is 1."""
+    dist = optscale.TruncatedNormal(*(np.asarray(part[c], dtype)
+                                      for c in ("mu", "sigma", "low", "high")))
+    conf = np.asarray(part["confidence"], dtype) if criterion == "probability" else None
+    k = np.asarray(part["k"], np.int64)
+    k_arg: Any = 1 if k.size and np.all(k == 1) else k
+    ints = {name: np.asarray(part[name], np.int64) for name in ("n_min", "n_max")}
+    ints = {name: int(v) if v.ndim == 0 else v for name, v in ints.items()}
+    target = np.broadcast_to(np.asarray(part["target"], dtype), (size,))
+    return optscale.min_samples(dist, target, conf, k=k_arg, criterion=criterion, **ints)
+
+
+def _columns(arrays: dict[str, np.ndarray], overrides: dict[str, float | int | None]) -> dict:
+    """Every solver column: from the input, an option, or its default (as a scalar)."""
+    full: dict[str, Any] = {}
+    for name in FLOAT_COLUMNS + INT_COLUMNS:
+        if name in arrays:
+            full[name] = arrays[name]
+        elif overrides.get(name) is not None:
+            full[name] = overrides[name]
+        elif name in DEFAULTS:
+            full[name] = DEFAULTS[name]
+    return full
+
+
 def solve_batch(arrays: dict[str, np.ndarray], criterion: str, dtype: np.dtype,
                 overrides: dict[str, float | int | None], progress: bool) -> optscale.Solution:
     """Solve every row, in chunks (with a progress bar on large inputs)."""
@@ -535,28 +564,14 @@ def solve_batch(arrays: dict[str, np.ndarray], criterion: str, dtype: np.dtype,
     if size == 0:  # nothing to solve (a header-only file): no call into the backends
         return optscale.Solution(np.zeros(0, np.int32), np.zeros(0, np.int32),
                                  np.zeros(0, dtype))
-    full = {}
-    for name in FLOAT_COLUMNS + INT_COLUMNS:
-        if name in arrays:
-            full[name] = arrays[name]
-        elif overrides.get(name) is not None:
-            full[name] = np.full(size, overrides[name])
-        elif name in DEFAULTS:
-            full[name] = np.full(size, DEFAULTS[name])
+    full = _columns(arrays, overrides)
     outs = []
     starts = range(0, size, CHUNK)
     with precision(dtype):
         for start in tqdm(starts, desc="solving", unit="chunk", disable=not progress or
                           len(starts) < 2):
-            part = {k: v[start:start + CHUNK] for k, v in full.items()}
-            dist = optscale.TruncatedNormal(*(np.asarray(part[c], dtype)
-                                              for c in ("mu", "sigma", "low", "high")))
-            conf = (np.asarray(part["confidence"], dtype) if criterion == "probability"
-                    else None)
-            sol = optscale.min_samples(
-                dist, np.asarray(part["target"], dtype), conf, k=part["k"].astype(np.int64),
-                criterion=criterion, n_min=part["n_min"].astype(np.int64),
-                n_max=part["n_max"].astype(np.int64))
+            part = {k: v[start:start + CHUNK] if np.ndim(v) else v for k, v in full.items()}
+            sol = _solve_part(part, min(CHUNK, size - start), criterion, dtype)
             outs.append(tuple(np.asarray(v) for v in sol))
     return optscale.Solution(*(np.concatenate(parts) for parts in zip(*outs, strict=True)))
 
@@ -644,6 +659,9 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if path is None:
         path = str(resources.files("optscale") / "data" / "example_queries.csv")
         print(f"# optscale solve: no --input given; solving the bundled example batch ({path})")
+    if args.input is not None and not any(p is not None and p.lower().endswith(".npz")
+                                          for p in (path, args.output)):
+        return _stream(args, path, dtype, overrides)
     arrays, text, lines = read_queries(path, args.criterion)
     for name, value in overrides.items():
         if value is not None and name not in arrays:
@@ -663,6 +681,36 @@ def _cmd_solve(args: argparse.Namespace) -> int:
             counts = {s.name: int((sol.status == s).sum()) for s in Status}
             print(f"optscale solve: {len(sol.n)} rows -> {args.output} "
                   + ", ".join(f"{k} {v}" for k, v in counts.items() if v), file=sys.stderr)
+    return 0
+
+
+def _stream(args: argparse.Namespace, path: str, dtype: np.dtype,
+            overrides: dict[str, float | int | None]) -> int:
+    """CSV or Parquet in, CSV or Parquet out, chunk by chunk (see optscale._cli_solve)."""
+    from optscale import _cli_solve
+
+    def solve(arrays: dict[str, np.ndarray]) -> optscale.Solution:
+        for name, value in overrides.items():
+            if value is not None and name not in arrays:
+                arrays[name] = np.full(len(next(iter(arrays.values()))), value)
+        size = len(next(iter(arrays.values())))
+        if size == 0:
+            return optscale.Solution(np.zeros(0, np.int32), np.zeros(0, np.int32),
+                                     np.zeros(0, dtype))
+        with precision(dtype):
+            return _solve_part(_columns(arrays, overrides), size, args.criterion, dtype)
+
+    totals = _cli_solve.stream_solve(path, args.output, solve, args.criterion,
+                                     progress=not args.quiet and args.output is not None)
+    invalid = totals.counts[Status.INVALID.name]
+    if invalid:
+        line, reason = totals.first_invalid
+        where = "row" if path.lower().endswith(".parquet") else "line"
+        print(f"optscale solve: {invalid} row(s) INVALID; first at {path} {where} {line}: "
+              f"{reason}", file=sys.stderr)
+    if args.output:
+        print(f"optscale solve: {totals.rows} rows -> {args.output} "
+              + ", ".join(f"{k} {v}" for k, v in totals.counts.items() if v), file=sys.stderr)
     return 0
 
 
@@ -704,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_commands(sub)
     add_run_commands(sub)
     add_predictor_commands(sub)
+    add_serve_commands(sub)
     return parser
 
 
@@ -715,6 +764,41 @@ def _prog(args: argparse.Namespace | None) -> str:
     return " ".join(words)
 
 
+def setup_compile_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache in a per-user folder, so that a second run
+    of a command reuses the first one's compiled programs; returns the folder, or None.
+
+    ``$OPTSCALE_COMPILE_CACHE`` (default ``$XDG_CACHE_HOME/optscale/jax``, else
+    ``~/.cache/optscale/jax``); ``OPTSCALE_NO_COMPILE_CACHE=1`` turns it off, and so does a
+    folder that cannot be written (silently: the cache only saves time). Settings already
+    given to JAX (``JAX_COMPILATION_CACHE_DIR``, ...) are kept. JAX is not imported here.
+    """
+    if os.environ.get("OPTSCALE_NO_COMPILE_CACHE", "").strip() not in ("", "0"):
+        return None
+    folder = os.environ.get("OPTSCALE_COMPILE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "optscale", "jax")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return None
+    except (OSError, ValueError):
+        return None
+    # every program (the solvers' take well under JAX's default threshold of 1 s to compile)
+    settings = {"JAX_COMPILATION_CACHE_DIR": folder,
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    jax = sys.modules.get("jax")
+    for name, value in settings.items():
+        if jax is None:
+            os.environ.setdefault(name, value)
+        elif name not in os.environ:
+            with contextlib.suppress(Exception):
+                jax.config.update(name.lower(), value if name.endswith("DIR") else float(value)
+                                  if "SECS" in name else int(value))
+    return os.environ.get("JAX_COMPILATION_CACHE_DIR", folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     debug = bool(os.environ.get("OPTSCALE_DEBUG"))
@@ -724,6 +808,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
         except SystemExit as exit_:  # argparse: --help, --version or its one-line error
             return _exit_status(exit_)
+        setup_compile_cache()
         return args.func(args)
     except BrokenPipeError:
         # The reader stopped early (`optscale solve | head`): not an error.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -117,3 +118,121 @@ def test_console_script_is_installed():
                           "--sigma", "0.1", "--target", "0.95", "--confidence", "0.9",
                           "--backend", "numpy"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("n = 12"), out.stderr
+
+
+# ---------------------------------------------------------------- streaming (issue 15)
+
+def _queries_csv(path, rows, extra=None):
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.uniform(0.3, 1.0, rows), rng.uniform(0.02, 0.3, rows)
+    lines = [f"q{i},{m:.6f},{s:.6f},0.95,0.9"
+             for i, (m, s) in enumerate(zip(mu, sigma, strict=True))]
+    for at, line in (extra or {}).items():
+        lines[at] = line
+    path.write_text("id,mu,sigma,target,confidence\n" + "\n".join(lines) + "\n")
+    return str(path), mu, sigma
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    from optscale import _cli_solve
+
+    monkeypatch.setattr(_cli_solve, "CHUNK_ROWS", 64)
+    monkeypatch.setattr(_cli_solve, "_BLOCK_BYTES", 2000)
+
+
+def _solve_rows(src, dst, capsys, *extra):
+    assert main(["solve", "-i", src, "-o", dst, "--backend", "numpy", "-q", *extra]) == 0
+    with open(dst, newline="") as fh:
+        return list(csv.DictReader(fh)), capsys.readouterr().err
+
+
+def test_csv_streams_in_chunks_with_the_same_answers(tmp_path, capsys, small_chunks):
+    src, mu, sigma = _queries_csv(tmp_path / "q.csv", 500, {400: "bad,0.5,-1,0.95,0.9"})
+    rows, err = _solve_rows(src, str(tmp_path / "out.csv"), capsys)
+    assert "1 row(s) INVALID; first at" in err and "line 402: sigma must be" in err
+    assert [r["id"] for r in rows][:3] == ["q0", "q1", "q2"] and len(rows) == 500
+    d = optscale.TruncatedNormal(np.round(mu, 6), np.round(sigma, 6))
+    want = np.asarray(optscale.min_samples(d, 0.95, 0.9).n)
+    got = np.array([int(r["n"]) for r in rows])
+    np.testing.assert_array_equal(np.delete(got, 400), np.delete(want, 400))
+    assert rows[400]["status"] == "INVALID"
+    with open(tmp_path / "out.csv", "rb") as fh:
+        assert fh.readline().endswith(b"achieved\r\n")  # csv.writer's line ends, as before
+
+
+def test_a_late_odd_line_starts_over_line_by_line(tmp_path, capsys, small_chunks):
+    plain, _, _ = _queries_csv(tmp_path / "plain.csv", 300)
+    odd, _, _ = _queries_csv(tmp_path / "odd.csv", 300)
+    with open(odd, "a") as fh:
+        fh.write("# a comment after many plain blocks\n")
+    rows_plain, _ = _solve_rows(plain, str(tmp_path / "a.csv"), capsys)
+    rows_odd, _ = _solve_rows(odd, str(tmp_path / "b.csv"), capsys)
+    assert rows_plain == rows_odd
+
+
+def test_a_late_bad_field_is_named_with_its_line(tmp_path, capsys, small_chunks):
+    src, _, _ = _queries_csv(tmp_path / "q.csv", 300, {250: "x,0.5,abc,0.95,0.9"})
+    assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"optscale solve: {src}:252: column 'sigma': cannot read 'abc' as "
+                           "a number")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_k_of_ones_takes_the_closed_form(tmp_path, capsys, monkeypatch):
+    seen = []
+    solve = optscale.min_samples
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["k"])
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(optscale, "min_samples", spy)
+    src = _write_csv(tmp_path / "q.csv", ["a,0.9,0.1,0.95,0.9,1", "b,0.7,0.15,0.9,0.5,1"],
+                     header="id,mu,sigma,target,confidence,k")
+    _solve_rows(src, str(tmp_path / "o.csv"), capsys)
+    _solve_rows(src, str(tmp_path / "o2.csv"), capsys, "--k", "1")
+    assert seen and all(k == 1 and isinstance(k, int) for k in seen)
+
+
+def test_parquet_in_and_out(tmp_path, capsys):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pa.table({"id": ["a", "b", "c"], "mu": [0.9, 0.7, 0.5], "sigma": [0.1, 0.15, -1.0],
+                      "target": [0.95, 0.9, 0.9], "confidence": [0.9, 0.5, 0.9]})
+    src = str(tmp_path / "q.parquet")
+    pq.write_table(table, src)
+    dst = str(tmp_path / "out.parquet")
+    assert main(["solve", "-i", src, "-o", dst, "--backend", "numpy", "-q"]) == 0
+    assert "first at " + src + " row 2: sigma must be" in capsys.readouterr().err
+    out = pq.read_table(dst)
+    assert out.column("id").to_pylist() == ["a", "b", "c"]
+    assert out.column("status").to_pylist() == ["OK", "OK", "INVALID"]
+    assert out.column("n").to_pylist()[0] == 12
+    rows, _ = _solve_rows(src, str(tmp_path / "out.csv"), capsys)
+    assert [r["n"] for r in rows][:1] == ["12"] and rows[0]["mu"] == "0.9"
+    csv_src = _write_csv(tmp_path / "q.csv", ["a,0.9,0.1,0.95,0.9"])
+    assert main(["solve", "-i", csv_src, "-o", dst, "--backend", "numpy", "-q"]) == 0
+    assert pq.read_table(dst).column("n").to_pylist() == [12]
+
+
+def test_compile_cache_folder(tmp_path, monkeypatch):
+    from optscale.cli import setup_compile_cache
+
+    monkeypatch.setenv("OPTSCALE_NO_COMPILE_CACHE", "1")
+    assert setup_compile_cache() is None
+    monkeypatch.delenv("OPTSCALE_NO_COMPILE_CACHE")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("OPTSCALE_COMPILE_CACHE", str(blocker / "jax"))  # cannot be created
+    assert setup_compile_cache() is None
+    code = ("import sys; from optscale.cli import setup_compile_cache; import os; "
+            "print(setup_compile_cache()); print('jax' in sys.modules); "
+            "print(os.environ['JAX_COMPILATION_CACHE_DIR'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "OPTSCALE_"))}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120)
+    folder = str(tmp_path / "cache" / "optscale" / "jax")
+    assert out.stdout.split() == [folder, "False", folder], out.stderr

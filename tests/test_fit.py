@@ -250,3 +250,27 @@ def test_fit_inside_jit_marks_out_of_range_invalid():
         f = jax.jit(lambda x: optscale.fit_truncnorm(x).status)
         status = f(jax.numpy.array([[0.2, 0.5, 0.7], [0.3, 1.5, 0.6]]))
         np.testing.assert_array_equal(np.asarray(status), [FitStatus.OK, FitStatus.INVALID])
+
+
+def test_a_new_batch_size_reuses_the_compiled_fit():
+    # Issue 15: eager fits run on power-of-two row buckets (at least 8, chunks of 2^17 above
+    # that), so a new batch size in a bucket already used compiles (almost) nothing: the
+    # padding and the cut back to size.
+    jax = pytest.importorskip("jax")
+    seconds = []
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration" and listening:
+            seconds.append(duration)
+
+    listening = False
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(0.8, 0.1, (300, 12)), 0.0, 1.0).astype(np.float32)
+    warm = optscale.fit_truncnorm(x[:200], out_of_range="clip")  # bucket 256
+    listening = True
+    fit = optscale.fit_truncnorm(x[:150], out_of_range="clip")  # a new size, same bucket
+    listening = False
+    assert sum(seconds) <= 0.2, (sum(seconds), len(seconds))
+    assert fit.mu.shape == (150,)
+    np.testing.assert_array_equal(np.asarray(fit.mu), np.asarray(warm.mu)[:150])

@@ -1,0 +1,187 @@
+"""The solvers' fast path: log F(t) from three erfc values, with a bound on its error.
+
+Most queries a user sends have mu inside the score range and a target that is not in a far
+tail. For them the plain formula (normal CDF differences) is accurate enough to decide N*
+exactly, and it costs a fraction of the careful log-space path. This module computes the plain
+formula together with a per-element bound on its error; the solvers keep its answer only where
+the bound proves that the careful path would give the same N*, and send the rest to the careful
+path. Written once for any array namespace (NumPy, jax.numpy); the Cython kernels mirror it.
+
+Error argument (u is one of the standardized points alpha = (low - mu)/sigma, z = (t - mu)/sigma,
+beta = (high - mu)/sigma, and eps the working precision's unit roundoff):
+
+- ``T(u) = erfc(|u| / sqrt 2) / 2 = Phi(-|u|)`` is computed with a small relative error
+  ``e(u)``: erfc itself is within ``3 (1 + x^2) eps`` of the truth at its
+  argument x = |u|/sqrt 2 (measured for XLA's float32/float64 and SciPy's: ``exp(-x^2)`` is
+  formed from a rounded x^2) and scaling the argument moves it by ``(u^2 + 1) eps``:
+  ``e(z) = (8 + 3 z^2) eps``. The points are formed exactly as the careful path forms them,
+  so their rounding is common to both, except where the careful path measures a tail mass
+  by the exact width (x - low) / sigma or (high - x) / sigma instead of from alpha or beta:
+  the rounding of alpha and beta (two roundings, hazard(u) <= |u| + 0.8) adds
+  ``2 (u^2 + 0.8 |u|) eps`` there, so ``e(u) = (8 + 6 u^2) eps`` at alpha and beta. Values
+  that underflow are off by at most ``theta = 2 * tiny`` in absolute terms.
+- Only central ranges (alpha < 0 < beta) are taken. With z > 0, the lower mass is
+  ``1 - T(alpha) - T(z)`` (absolute error ``e T + e T + 2 theta + 2 eps``) and the upper mass
+  ``T(z) - T(beta)`` (absolute error ``e T + e T + 2 theta + eps * mass``), mirrored for z <= 0.
+  Their sum Z has no cancellation, so ``S = upper / Z`` has absolute error
+  ``dS <= (d_upper + S dZ) / Z + 2 eps S``, and ``log F = log1p(-S)`` has absolute error
+  ``dlogF <= 1.01 dS / F + L eps |log F|`` while ``dS <= F / 8`` (otherwise the element is not
+  usable), L the relative error of log1p (2, or 128 for XLA's float64 log1p on [-0.5, -0.3]).
+- The careful path evaluates the same special functions at the same standardized points (its
+  tail masses from exact widths, which is at least as accurate), so its error is within the
+  same bound, and the two differ by at most ``d = 2 dlogF + 16 eps_out |log F|``: the factor 2
+  for the two errors, the last term for rounding log F to the output dtype and for the
+  rounding of the comparisons below. The test suite checks ``|fast - careful| <= d / 4`` on
+  5 x 10^4 random central queries per dtype, a safety factor of 4 on the measured constants.
+- The careful answer n_c is the smallest n >= 0 with ``n log F_c <= log(1 - c)`` as evaluated.
+  The fast answer n_f (the same rule on the fast log F) equals it whenever
+  ``n_f (|log F| - d) >= |log(1 - c)|`` and ``(n_f - 1) (|log F| + d) < |log(1 - c)|``; in
+  words, unless ``log(1 - c) / log F`` lies within ``d / |log F|`` relative of an integer.
+  Beyond the budget, ``n_max (|log F| + d) < |log(1 - c)|`` proves both infeasible. Elements
+  that fail these tests (and every one-sided range, subnormal mass or NaN) take the careful
+  path. See :func:`best_exact`; the Cython kernels apply the same bound to k of N.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+__all__ = ["FastLogs", "best_exact", "central_logs", "margin", "plainly_valid"]
+
+SQRT_HALF = 1.0 / math.sqrt(2.0)
+# e(u) = (E0 + E2 u^2) eps at z, E2_BOUND at alpha and beta (see the module docstring)
+E0, E2, E2_BOUND = 8.0, 3.0, 6.0
+U_CAP = 1e4  # |u| beyond this: T(u) underflows in every dtype, keep u^2 finite
+
+
+class FastLogs(NamedTuple):
+    """log F, log S and their absolute error bounds, S itself, and which elements qualify."""
+
+    log_f: Any
+    d_log_f: Any
+    log_s: Any  # None unless asked for
+    d_log_s: Any
+    s: Any
+    d_s: Any
+    usable: Any
+    log_size: Any  # an upper bound on |log| of the two masses (the careful path's log sizes)
+
+
+def plainly_valid(xp: Any, mu: Any, sigma: Any, low: Any, high: Any) -> Any:
+    """A sufficient condition, cheap to test (no division), for the parameter rules of
+    :mod:`optscale._checks`: everything finite, low < high, and |low - mu|, |high - mu| within
+    2^60 sigma and high - low at least 2^-60 sigma, so every standardized quantity is finite
+    and normal. Elements that fail it go to the careful path, which applies the rules exactly.
+    """
+    return (xp.isfinite(mu) & xp.isfinite(sigma) & xp.isfinite(low) & xp.isfinite(high)
+            & (high > low) & (sigma >= 2.0**-60) & (xp.abs(low - mu) <= 2.0**60 * sigma)
+            & (xp.abs(high - mu) <= 2.0**60 * sigma) & (high - low >= 2.0**-60 * sigma))
+
+
+def central_logs(xp: Any, erfc: Any, mu: Any, sigma: Any, low: Any, high: Any, x: Any,
+                 *, with_sf: bool = False, log1p_error: float = 2.0) -> FastLogs:
+    """The plain-formula logs at x and their error bounds, in the dtype of the inputs.
+
+    ``usable`` is False where the bound does not apply (one-sided range, x outside (low, high),
+    mass below the normal range, a NaN); there the values are placeholders. x >= high gives
+    log F = 0 exactly and x <= low log F = -inf, as on the careful path. ``log1p_error``: the
+    relative error of ``log1p`` on [-0.5, -0.3] in units of eps (XLA's float64 log1p is off by
+    up to 121 eps there; elsewhere, and in SciPy, libm and XLA's float32, it is within 2).
+    Divisions are few and each result is used once or through a reciprocal: XLA's CPU fusion
+    keeps every other operation in one loop only then.
+    """
+    dtype = mu.dtype
+    finfo = xp.finfo(dtype)
+    eps, theta = float(finfo.eps), 2.0 * float(finfo.tiny)
+    # The careful path's standardized points, bit for bit. (Each expensive result goes through
+    # a select before its several uses: XLA's CPU fusion duplicates selects, not divisions.)
+    positive = sigma > 0.0
+    alpha = xp.where(positive, (low - mu) / sigma, 0.0)
+    beta = xp.where(positive, (high - mu) / sigma, 0.0)
+    z = xp.where(positive, (x - mu) / sigma, 0.0)
+
+    def tail(u, e2):
+        au = xp.minimum(xp.abs(u), U_CAP)
+        t = xp.where(au < U_CAP, 0.5 * erfc(au * SQRT_HALF), 0.0)
+        return t, t * ((E0 + e2 * au * au) * eps) + theta
+
+    ta, ea = tail(alpha, E2_BOUND)
+    tz, ez = tail(z, E2)
+    tb, eb = tail(beta, E2_BOUND)
+    right = z > 0.0
+    # the mass on z's side of the centre is a difference of two tails; the other straddles 0
+    near = tz - xp.where(right, tb, ta)
+    far = (1.0 - xp.where(right, ta, tz)) - xp.where(right, tz, tb)
+    d_near = ez + xp.where(right, eb, ea) + eps * xp.abs(near)
+    d_far = ez + xp.where(right, ea, eb) + 2.0 * eps
+    lower, upper = xp.where(right, far, near), xp.where(right, near, far)
+    d_lower, d_upper = xp.where(right, d_far, d_near), xp.where(right, d_near, d_far)
+    total = lower + upper
+    inside = (x > low) & (x < high)
+    ok = (alpha < 0.0) & (beta > 0.0) & inside & (lower > 0.0) & (upper >= 0.0)
+    inv_total = xp.where(ok, 1.0 / xp.where(ok, total, 1.0), 1.0)
+    s = xp.where(ok, upper, 0.5) * inv_total
+    f = xp.where(ok, lower, 0.5) * inv_total
+    d_s = (d_upper + s * (d_lower + d_upper + eps * total)) * inv_total + 2.0 * eps * s
+    log_f = xp.where(ok, xp.log1p(-s), -1.0)
+    log1p_eps = xp.where(s >= 0.3, log1p_error, 2.0) * eps
+    d_log_f = xp.where(ok, (1.01 * d_s) / f, 0.0) + log1p_eps * xp.abs(log_f)
+    usable = ok & (d_s <= 0.125 * f)
+    # (|exponent| + 1) ln 2 bounds |log m| for m in (0, 1], with no log to evaluate
+    exps = xp.maximum(xp.abs(xp.frexp(xp.where(ok, lower, 1.0))[1]),
+                      xp.abs(xp.frexp(xp.where(ok & (upper > 0.0), upper, 1.0))[1]))
+    log_size = (exps.astype(dtype) + 1.0) * 0.6931471805599453
+    # outside the range: the careful path's exact values
+    above, below = x >= high, x <= low
+    log_f = xp.where(above, 0.0, xp.where(below, -xp.inf, log_f))
+    d_log_f = xp.where(above | below, 0.0, d_log_f)
+    usable = usable | (above | below)
+    if not with_sf:
+        return FastLogs(log_f, d_log_f, None, None, s, d_s, usable, log_size)
+    positive = ok & (s > 0.0)
+    s_safe = xp.where(positive, s, 1.0)
+    log_s = xp.where(positive, xp.log(s_safe), -xp.inf)
+    d_log_s = xp.where(positive, (1.01 * d_s) / s_safe + eps * xp.abs(xp.log(s_safe)), xp.inf)
+    log_s = xp.where(above, -xp.inf, xp.where(below, 0.0, log_s))
+    d_log_s = xp.where(above | below, 0.0, d_log_s)
+    return FastLogs(log_f, d_log_f, log_s, d_log_s, s, d_s, usable, log_size)
+
+
+def margin(xp: Any, log_f: Any, d_log_f: Any, log_size: Any, eps_out: float,
+           careful_log1p_error: float = 2.0) -> Any:
+    """d: how far the careful log F may lie from this one (see the module docstring).
+
+    Beyond the fast path's own error (counted twice: the careful path's is of the same kind),
+    the careful path rounds logs of the masses (|log m| <= log_size) by 4 eps log_size in
+    log S, and its log1p, whose results there are below 0.7 in size, adds L eps (128 for XLA's
+    float64 log1p); an absolute error delta in log S moves log F by at most 2 delta relative.
+    """
+    return 2.0 * d_log_f + eps_out * xp.abs(log_f) * (16.0 + 4.0 * log_size
+                                                       + 4.0 * careful_log1p_error)
+
+
+def best_exact(xp: Any, n: Any, log_f: Any, d: Any, log1mc: Any, n_lo: Any, n_hi: Any,
+               n_exact: float) -> Any:
+    """Whether the careful path's k = 1 answer equals ``n`` (the smallest n >= 0 with
+    n log F <= log(1 - c), as evaluated with this log F; +inf where log F == 0).
+
+    Within [n_min, n_max] both must agree on n (clipped below at n_min); beyond n_max both
+    must be beyond it. ``n_exact``: the largest n the dtype counts exactly, 2^(bits - 1) with
+    ``bits`` the dtype's mantissa bits; d must also stay below 2^-(bits - 12) |log F|, so that
+    the achieved value matches the careful one to ~1e-12 in float64.
+    """
+    a, big_b = -log_f, -log1mc
+    # the achieved value 1 - F^n carries log F's relative error: keep it near the dtype's
+    close = d <= a * 2.0 ** -(n_exact_bits(n_exact) - 12)
+    beyond = n > n_hi
+    sure_beyond = n_hi * (a + d) < big_b
+    m = xp.maximum(xp.where(beyond, 1.0, n), n_lo)
+    reaches = m * (a - d) >= big_b
+    short = (m <= n_lo) | ((m - 1.0) * (a + d) < big_b)
+    return close & xp.where(beyond, sure_beyond, reaches & short & (n <= n_exact))
+
+
+def n_exact_bits(n_exact: float) -> int:
+    """The dtype's mantissa bits, from the n_exact of :func:`best_exact` (2^(bits - 1))."""
+    return int(math.log2(n_exact)) + 1
