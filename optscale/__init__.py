@@ -9,6 +9,7 @@ from optscale._api import fit_truncnorm as fit_truncnorm
 from optscale._api import k_of_n_prob as k_of_n_prob
 from optscale._api import min_samples as min_samples
 from optscale._api import truncnorm_from_moments as truncnorm_from_moments
+from optscale._backend import Float32Warning as Float32Warning
 from optscale._backend import available_backends as available_backends
 from optscale._backend import backend as backend
 from optscale._backend import set_backend as set_backend
@@ -34,6 +35,13 @@ from optscale._policy import OptScale0 as OptScale0
 from optscale._policy import OptScaleT as OptScaleT
 from optscale._policy import PolicyRun as PolicyRun
 from optscale._policy import Stop as Stop
+from optscale._policy_step import PolicyDecision as PolicyDecision
+from optscale._policy_step import PolicyParams as PolicyParams
+from optscale._policy_step import PolicyStepState as PolicyStepState
+from optscale._policy_step import policy_init as policy_init
+from optscale._policy_step import policy_observe as policy_observe
+from optscale._policy_step import policy_step as policy_step
+from optscale._relax import relaxed_min_samples as relaxed_min_samples
 from optscale._selection import Selection as Selection
 from optscale._solution import Solution as Solution
 from optscale._solution import Status as Status
@@ -63,29 +71,33 @@ __all__ = [
     "Beta",
     "CostAware",
     "DSC",
-    "ESC",
-    "FixedN",
-    "GainModel",
-    "LeaderPosterior",
-    "Policy",
-    "PolicyFileError",
-    "Selection",
     "Decision",
+    "ESC",
     "FAMILIES",
     "FamilyChoice",
     "FamilyFit",
     "Fit",
     "FitStatus",
+    "FixedN",
+    "Float32Warning",
+    "GainModel",
     "GoodnessOfFit",
+    "LeaderPosterior",
     "MomentStatus",
     "N_MAX_DEFAULT",
     "OptScale",
     "OptScale0",
     "OptScaleT",
+    "Policy",
+    "PolicyDecision",
+    "PolicyFileError",
+    "PolicyParams",
     "PolicyRun",
     "PolicyState",
+    "PolicyStepState",
     "RunResult",
     "ScoreDistribution",
+    "Selection",
     "Solution",
     "Status",
     "Stop",
@@ -107,6 +119,10 @@ __all__ = [
     "k_of_n_prob",
     "load_policy",
     "min_samples",
+    "policy_init",
+    "policy_observe",
+    "policy_step",
+    "relaxed_min_samples",
     "run",
     "run_batch",
     "save_policy",

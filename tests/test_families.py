@@ -182,6 +182,28 @@ def test_families_work_inside_jit():
     assert np.asarray(out).tolist() == np.asarray(ref).tolist()
 
 
+def test_fits_choice_and_goodness_of_fit_trace_and_come_back_from_jit():
+    # FamilyFit carries its family name as static aux data, so it is a jit output
+    import jax
+    import jax.numpy as jnp
+
+    x = np.clip(np.random.default_rng(4).normal(0.7, 0.1, (5, 12)), 0.0, 1.0)
+    # (Beta only: the truncated normal's and the mixture's fits take seconds to compile)
+    traced = jax.jit(lambda s: optscale.fit_family("beta", s))(jnp.asarray(x))
+    eager = optscale.fit_family("beta", jnp.asarray(x))
+    assert traced.family == "beta"
+    np.testing.assert_allclose(np.asarray(traced.loglik), np.asarray(eager.loglik), rtol=1e-5)
+    choice = jax.jit(lambda s: optscale.choose_family(s, families=("beta",)))(jnp.asarray(x))
+    assert choice.families == ("beta",)
+    np.testing.assert_allclose(np.asarray(choice.information),
+                               np.asarray(eager.information("bic"))[None], rtol=1e-5)
+    d = optscale.TruncatedNormal(jnp.full(5, 0.7), jnp.full(5, 0.1))
+    gof = jax.jit(optscale.goodness_of_fit)(d, jnp.asarray(x))
+    ref = optscale.goodness_of_fit(d, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(gof.ks), np.asarray(ref.ks), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gof.pvalue), np.asarray(ref.pvalue), rtol=1e-4)
+
+
 def test_errors_raise_names_the_family_parameter():
     with pytest.raises(ValueError, match=r"invalid Beta parameters at index \(1,\).*a = -1"):
         optscale.min_samples(optscale.Beta(np.asarray([1.0, -1.0]), 1.0), 0.9, 0.9,

@@ -189,4 +189,18 @@ def test_public_class_is_a_pytree():
     jax = pytest.importorskip("jax")
     d = optscale.TruncatedNormal(0.5, 0.2)
     leaves, treedef = jax.tree_util.tree_flatten(d)
-    assert len(leaves) == 4 and jax.tree_util.tree_unflatten(treedef, leaves) == d
+    # Python-number bounds (the defaults) are static: vmap(in_axes=0) and device_put see
+    # only arrays; array bounds are leaves
+    assert len(leaves) == 2 and jax.tree_util.tree_unflatten(treedef, leaves) == d
+    assert len(jax.tree_util.tree_leaves(optscale.TruncatedNormal(0.5, 0.2, np.zeros(2),
+                                                                  np.ones(2)))) == 4
+    import jax.numpy as jnp
+
+    batch = optscale.TruncatedNormal(jnp.array([0.5, 0.9]), jnp.array([0.1, 0.2]))
+    for dist in (batch, optscale.Beta(jnp.array([2.0, 9.0]), jnp.array([3.0, 1.0])),
+                 optscale.TruncNormMixture(*(jnp.full(2, v) for v in (0.3, 0.1, 0.1, 0.9,
+                                                                      0.05)))):
+        mapped = jax.vmap(lambda d: d.logcdf(0.95))(dist)
+        np.testing.assert_allclose(mapped, dist.logcdf(0.95), rtol=1e-6)
+        placed = jax.device_put(dist, jax.devices()[0])
+        assert placed.low == 0.0 and placed.high == 1.0
