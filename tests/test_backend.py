@@ -17,6 +17,7 @@ def test_set_backend_validates_the_name():
         optscale.set_backend("torch")
 
 
+@pytest.mark.extension
 def test_available_backends_are_in_default_order():
     names = optscale.available_backends()
     assert "numpy" in names and list(names) == sorted(names, key=("jax", "cython", "numpy").index)

@@ -331,6 +331,7 @@ class TestBadInputsCython(BadInputSuite):
     backend = "cython"
 
 
+@pytest.mark.extension
 def test_backends_agree_on_the_extreme_grid():
     """The same n and status from every backend, in float64, on the whole table, except at a
     tie: where the criterion at the smaller of two answers is within rounding (probability,

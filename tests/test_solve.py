@@ -229,6 +229,7 @@ class TestSolveCython(SolveSuite):
     backend = "cython"
 
 
+@pytest.mark.extension
 def test_backends_agree_in_float64():
     """Same N* and statuses from every available backend on 10^5 random queries (k = 1 closed
     form and k = 1..4 bisection), and on the bad-input table."""
