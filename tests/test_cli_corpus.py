@@ -194,6 +194,8 @@ INPUT = {  # where each subcommand takes a file; {f}: the bad file
     "predict": ["predict", "--input", "{f}"],
     "predictor train": ["predictor", "train", "--data", "{data}", "--out", "{out}"],
     "predictor evaluate": ["predictor", "evaluate", "--data", "{data}"],
+    "serve --policy": ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m",
+                       "--no-log", "--policy", "{f}"],
 }
 SAME = {"missing": "No such file or directory", "folder": "is a folder, not a regular file",
         "fifo": "named pipe (FIFO)", "device": "character device", "nonutf8": "not UTF-8"}
@@ -210,6 +212,7 @@ EXPECTED["tune"] = EXPECTED["replay"]
 EXPECTED["replay --policy"] = {"empty": "not JSON", "long": "not JSON",
                                "deep": "nested too deeply"}
 EXPECTED["predictor evaluate"] = EXPECTED["predictor train"]
+EXPECTED["serve --policy"] = EXPECTED["replay --policy"]
 FILE_CASES = [(cmd, kind) for cmd in INPUT for kind in KINDS
               if kind in SAME or kind in EXPECTED[cmd]]
 
@@ -233,6 +236,7 @@ def test_every_subcommand_refuses_every_bad_input_file(paths, capsys, cmd, kind)
 
 # -- options, malformed files and outputs, per subcommand --------------------------------------
 
+SERVE = ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m", "--no-log"]
 CASES = [
     # solve: options
     ("solve", ["solve", "--k", "99999999999", "--mu", "1"], ["--k", "[-2147483648, 2147483647]"]),
@@ -394,6 +398,33 @@ CASES = [
      ["--n-boot"]),
     ("predictor", ["predictor", "evaluate", "--data", "{data-empty}", "--part", "x"],
      ["--part"]),
+    # serve (fails before the server starts)
+    ("serve", ["serve", "--model", "m"], ["required: --upstream"]),
+    ("serve", ["serve", "--upstream", "http://127.0.0.1:9/v1"], ["required: --model"]),
+    ("serve", SERVE + ["--port", "70000"], ["--port", "[0, 65535]"]),
+    ("serve", SERVE + ["--port", "x"], ["--port", "expected an integer"]),
+    ("serve", ["serve", "--upstream", "localhost:8000", "--model", "m", "--no-log"],
+     ["--upstream", "http(s) URL"]),
+    ("serve", SERVE + ["--policy", "{missing}"], ["--policy", "{missing}"]),
+    ("serve", SERVE + ["--policy", "{good.csv}"], ["--policy", "good.csv:1: not JSON"]),
+    ("serve", SERVE + ["--scorer", "bogus"], ["--scorer", "unknown scorer 'bogus'"]),
+    ("serve", SERVE + ["--scorer", "logprob-window:0"], ["--scorer", "window W >= 1"]),
+    ("serve", SERVE + ["--scorer", "pooling:ftp://x/pooling"], ["--scorer", "http(s) URL"]),
+    ("serve", SERVE + ["--scorer", "json:"], ["--scorer", "needs a URL"]),
+    ("serve", SERVE + ["--scorer", "hf-reward:{model}"], ["--scorer", "cannot load"]),
+    ("serve", SERVE + ["--scorer-step", "max"], ["--scorer-step", "invalid choice"]),
+    ("serve", SERVE + ["--answer", "first"], ["--answer", "invalid choice"]),
+    ("serve", SERVE + ["--timeout", "0"], ["--timeout"]),
+    ("serve", SERVE + ["--retries", "-1"], ["--retries"]),
+    ("serve", SERVE + ["--max-in-flight", "0"], ["--max-in-flight"]),
+    ("serve", SERVE + ["--token-budget", "-5"], ["--token-budget"]),
+    ("serve", SERVE + ["--keepalive", "nan"], ["--keepalive"]),
+    ("serve", SERVE + ["--log-max-bytes", "-1"], ["--log-max-bytes"]),
+    ("serve", ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m", "--log",
+               "{link}"], ["--log", "symbolic link"]),
+    ("serve", ["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", "m", "--log",
+               "{nodir}"], ["--log", "does not exist"]),
+    ("serve", SERVE + ["--host", "no.such.host.invalid"], ["--host no.such.host.invalid"]),
     ("optscale", [], ["the following arguments are required"]),
     ("optscale", ["nope"], ["invalid choice: 'nope'"]),
 ]
@@ -537,6 +568,28 @@ def test_an_interrupted_run_prints_what_it_drew(paths, monkeypatch, capsys):
     assert status == 130 and err == ["optscale run: interrupted"]
     row = json.loads(out)
     assert row["samples"] == ["a", "b"] and row["tokens"] == 7 and row["scores"] == [0.5]
+
+
+def test_serve_refuses_a_policy_that_reads_scores_without_a_scorer(capsys, tmp_path):
+    from optscale import FixedN, save_policy
+
+    path = str(tmp_path / "policy.json")
+    save_policy(FixedN(n_max=4), path)  # Best-of-N reads scores
+    status, err, _ = run_main(capsys, [*SERVE, "--policy", path])
+    assert_one_line_error(status, err, "--policy/--scorer", "reads scores", "--scorer")
+    status, err, _ = run_main(capsys, [*SERVE, "--policy", path, "--policy", path])
+    assert_one_line_error(status, err, "--policy", "given twice")
+
+
+def test_serve_refuses_a_busy_port(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        status, err, _ = run_main(capsys, [*SERVE, "--host", "127.0.0.1", "--port", str(port)])
+    assert_one_line_error(status, err, f"127.0.0.1:{port}", "cannot listen")
 
 
 def test_help_and_version_exit_0(capsys):

@@ -135,3 +135,15 @@ def test_questions_selection(tmp_path, capsys):
     assert main(["replay", str(path), "--questions", "even", "--orders", "1", "--folds", "2",
                  "--methods", "bon", "--budgets", "4", "--out", str(tmp_path / "r"), "-q"]) == 0
     assert "10 questions" in capsys.readouterr().out
+
+
+def test_small_budgets_build_only_the_methods_asked_for(tmp_path, capsys):
+    path = tmp_path / "pool.npz"
+    save_npz(small_pool(12, 6), str(path))
+    assert main(["replay", str(path), "--methods", "bon,sc", "--budgets", "2", "--orders", "1",
+                 "--folds", "2", "--out", str(tmp_path / "r"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(path), "--methods", "hybrid", "--budgets", "1", "--orders", "1",
+                 "--folds", "2", "--out", str(tmp_path / "r"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no valid setting" in err[0]

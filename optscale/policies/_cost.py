@@ -58,10 +58,12 @@ class GainModel:
     def fit(cls, scores: np.ndarray, answers: np.ndarray, correct: np.ndarray,
             lengths: np.ndarray, selection: Selection, n_max: int, round_size: int = 1,
             tokens: np.ndarray | None = None, alpha: float = 2.0,
-            shrink: float = 10.0) -> GainModel:
-        """Fit on calibration replay rows ([B, M] in drawing order, ``correct`` per sample)."""
-        table_of = selection.table(scores, answers)
-        hold_of = prefix_probabilities(scores, answers, table_of, selection, alpha, n_max)
+            shrink: float = 10.0, prefix: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> GainModel:
+        """Fit on calibration replay rows ([B, M] in drawing order, ``correct`` per sample).
+        ``prefix``: :meth:`prefix_tables` of the same rows, when several models share them."""
+        table_of, hold_of = prefix or cls.prefix_tables(scores, answers, selection, n_max,
+                                                        alpha)
         size, width = scores.shape
         rows = np.arange(size)
         table = np.zeros((n_max, _BINS))
@@ -85,6 +87,15 @@ class GainModel:
             per_sample = float(np.asarray(tokens, np.float64)[drawn].mean())
         return cls(n_max, round_size, tuple(tuple(float(v) for v in r) for r in table),
                    per_sample)
+
+    @staticmethod
+    def prefix_tables(scores: np.ndarray, answers: np.ndarray, selection: Selection,
+                      n_max: int, alpha: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """The selection's pick and the leader's hold probability after every prefix: what a
+        fit needs from the rows (it does not depend on the round size or the price)."""
+        table_of = selection.table(scores, answers)
+        return table_of, prefix_probabilities(scores, answers, table_of, selection, alpha,
+                                              n_max)
 
     def to_dict(self) -> dict:
         return {"n_max": self.n_max, "round_size": self.round_size,

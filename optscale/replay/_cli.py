@@ -35,15 +35,17 @@ def _methods(arg: str, budgets: list[int], args: argparse.Namespace | None = Non
     grids = {} if args is None else {k: v for k, v in (
         ("esc_windows", args.esc_windows), ("asc_thresholds", args.asc_thresholds),
         ("dsc_windows", args.dsc_windows)) if v is not None}
-    known = standard_methods(budgets, **grids)
     keys = [k.strip().lower() for k in arg.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in known]
+    unknown = [k for k in keys if k not in METHOD_KEYS]
     if unknown or not keys:
-        raise CLIError(f"--methods takes a comma-separated list of {', '.join(known)}; "
+        raise CLIError(f"--methods takes a comma-separated list of {', '.join(METHOD_KEYS)}; "
                        f"got {arg[:80]!r}")
     if always and always not in keys:
         keys.insert(0, always)  # the reference settings are chosen against: it always runs
-    return [known[k] for k in dict.fromkeys(keys)]
+    try:
+        return list(standard_methods(budgets, keys=list(dict.fromkeys(keys)), **grids).values())
+    except ValueError as err:
+        raise CLIError(f"--methods/--budgets: {err}") from None
 
 
 def _select(pool, spec: str | None):
@@ -147,7 +149,7 @@ def _replay_policy(args: argparse.Namespace) -> int:
     policy = loaded.policy
     pool = _load(args)
     budget = policy.n_max
-    methods = [m for k, m in standard_methods([budget]).items() if k in ("bon", "sc", "wsc")]
+    methods = list(standard_methods([budget], keys=("bon", "sc", "wsc")).values())
     methods.append(PolicyMethod(f"policy file {os.path.basename(args.policy)}", policy))
     status = _run(pool, methods, args, f"Fixed policy {args.policy} on {args.pool}")
     held = loaded.metrics.get("heldout", {})

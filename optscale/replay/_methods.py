@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -169,6 +170,9 @@ class PolicyMethod(Method):
         built, labels = [], []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             p = self.policy
+            combo = dict(zip(keys, values, strict=True))
+            if _peek_too_large(self.policy, combo):
+                continue
             try:
                 for k, v in zip(keys, values, strict=True):
                     p = _set(p, k, v)
@@ -181,7 +185,8 @@ class PolicyMethod(Method):
             labels.append(", ".join([_label(k, v) for k, v in zip(keys, values, strict=True)
                                      if k != "n_max"] + [_label("n_max", p.n_max)]))
         if not built:
-            raise ValueError(f"{self.name}: the grid has no valid setting")
+            raise ValueError(f"{self.name}: the grid has no valid setting (is every budget "
+                             "below its peek or window?)")
         object.__setattr__(self, "_policies", built)
         object.__setattr__(self, "_labels", labels)
 
@@ -217,13 +222,18 @@ class PolicyMethod(Method):
         if not self.trainable:
             return self
         models: dict[tuple, GainModel] = {}
+        prefixes: dict[tuple, tuple] = {}  # shared by the round sizes
         fitted = []
         for p in self.policies:
             key = (p.selection, p.n_max, p.round_size, p.alpha)
             if key not in models:
+                shared = key[:2] + key[3:]
+                if shared not in prefixes:
+                    prefixes[shared] = GainModel.prefix_tables(rows.scores, rows.answers,
+                                                               p.selection, p.n_max, p.alpha)
                 models[key] = GainModel.fit(rows.scores, rows.answers, correct, rows.lengths,
                                             p.selection, p.n_max, p.round_size, rows.tokens,
-                                            p.alpha)
+                                            p.alpha, prefix=prefixes[shared])
             fitted.append(p.with_model(models[key]))
         out = dataclasses.replace(self)
         object.__setattr__(out, "_policies", fitted)
@@ -238,8 +248,23 @@ class PolicyMethod(Method):
         return n, picks
 
 
+def _peek_too_large(template: Policy, combo: dict) -> bool:
+    """A grid combination whose OptScale peek exceeds its budget (the policy would refuse it)."""
+    n_max = combo.get("n_max", template.n_max)
+    peek = combo.get("n_peek", getattr(template, "n_peek", None))
+    if peek is not None and not isinstance(template, AnyOf) and peek > n_max:
+        return True
+    for i, m in enumerate(getattr(template, "members", ())):
+        peek = combo.get(f"members.{i}.n_peek", getattr(m, "n_peek", None))
+        if peek is not None and peek > n_max:
+            return True
+    return False
+
+
 def _skip(policy: Policy) -> bool:
-    """Combinations that are not worth a setting: a window wider than the budget."""
+    """Combinations that are not worth a setting: a window or a peek wider than the budget
+    (a peek larger than n_max is rejected by the policy itself, so such settings are dropped
+    before they are built)."""
     window = getattr(policy, "window", None)
     return window is not None and window > policy.n_max
 
@@ -412,8 +437,11 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
                      esc_windows: Sequence[int] = (2, 4, 8),
                      asc_thresholds: Sequence[float] = (0.9, 0.95, 0.99),
                      dsc_windows: Sequence[int] = (2, 4),
-                     weights: Sequence[Selection] = WEIGHTS) -> dict[str, Method]:
-    """Every method the harness ships, by command-line key, with its standard grid.
+                     weights: Sequence[Selection] = WEIGHTS,
+                     keys: Sequence[str] | None = None) -> dict[str, Method]:
+    """Every method the harness ships (or those of ``keys``), by command-line key, with its
+    standard grid. A method none of whose settings fits the budgets (every peek larger than
+    every budget) raises ValueError.
 
     Baselines: ``bon`` (Best-of-N), ``sc`` (majority vote), ``wsc`` (score-weighted vote, over
     the ``weights`` selections), ``esc``, ``asc``, ``dsc`` (vote selection, as published).
@@ -440,47 +468,49 @@ def standard_methods(budgets: Sequence[int] = (8, 16, 32, 64), *,
         return PolicyMethod(name, cls(target=first, n_peek=peeks[0], **kw),
                             {**grid, **(extra_grid or {})})
 
-    methods: dict[str, Method] = {
-        "bon": PolicyMethod("BoN", FixedN(), {"n_max": budgets}),
-        "sc": PolicyMethod("SC", FixedN(selection=Selection("vote")), {"n_max": budgets}),
-        "wsc": PolicyMethod("Weighted SC", FixedN(selection=weights[0]),
+    builders: dict[str, Callable[[], Method]] = {
+        "bon": lambda: PolicyMethod("BoN", FixedN(), {"n_max": budgets}),
+        "sc": lambda: PolicyMethod("SC", FixedN(selection=Selection("vote")), {"n_max": budgets}),
+        "wsc": lambda: PolicyMethod("Weighted SC", FixedN(selection=weights[0]),
                             {"selection": tuple(weights), "n_max": budgets}),
-        "esc": PolicyMethod("ESC", ESC(), {"window": tuple(esc_windows), "n_max": budgets}),
-        "asc": PolicyMethod("ASC", ASC(), {"threshold": tuple(asc_thresholds),
+        "esc": lambda: PolicyMethod("ESC", ESC(), {"window": tuple(esc_windows), "n_max": budgets}),
+        "asc": lambda: PolicyMethod("ASC", ASC(), {"threshold": tuple(asc_thresholds),
                                            "n_max": budgets}),
-        "dsc": PolicyMethod("DSC", DSC(), {"window": tuple(dsc_windows), "n_max": budgets}),
-        "optscale0": opt("OptScale^0"),
-        "optscalet": opt("OptScale^t", OptScaleT),
-        "optscale0-sot": opt("OptScale^0 stop-on-target", stop_on_target=True),
-        "optscale0-pred": opt("OptScale^0 predictive", predictive=True),
-        "optscale0-seq": PolicyMethod(
+        "dsc": lambda: PolicyMethod("DSC", DSC(), {"window": tuple(dsc_windows), "n_max": budgets}),
+        "optscale0": lambda: opt("OptScale^0"),
+        "optscalet": lambda: opt("OptScale^t", OptScaleT),
+        "optscale0-sot": lambda: opt("OptScale^0 stop-on-target", stop_on_target=True),
+        "optscale0-pred": lambda: opt("OptScale^0 predictive", predictive=True),
+        "optscale0-seq": lambda: PolicyMethod(
             "OptScale^0 sequential",
             OptScale0(target=first, n_peek=peeks[0], rule="sequential", round_size=4,
                       stop_on_target=True),
             {"n_peek": peeks, "target": tuple(targets), "confidence": (0.9,),
              "n_max": budgets}),
-        "optscale0-wv": opt("OptScale^0 + weighted vote", stop_on_target=True,
+        "optscale0-wv": lambda: opt("OptScale^0 + weighted vote", stop_on_target=True,
                             selection=weights[0]),
-        "leader": PolicyMethod("Leader posterior", LeaderPosterior(), {
+        "leader": lambda: PolicyMethod("Leader posterior", LeaderPosterior(), {
             "confidence": (0.85, 0.9, 0.95, 0.99), "alpha": (2.0, 4.0),
             "selection": (Selection("vote"), *weights), "n_max": budgets}),
-        "hybrid": PolicyMethod(
+        "hybrid": lambda: PolicyMethod(
             "OptScale^0 or ESC", AnyOf((OptScale0(target=first, n_peek=4, stop_on_target=True),
                                        ESC(window=4)), selection=weights[0]),
             {"members.0.target": tuple(targets[1::2]) or (first,),
              "members.0.confidence": (0.9,), "members.1.window": (2, 4),
              "n_max": budgets}),
-        "cost": PolicyMethod("Cost-aware", CostAware(), {
+        "cost": lambda: PolicyMethod("Cost-aware", CostAware(), {
             "price": (1e-6, 1e-5, 3e-5, 1e-4, 3e-4), "round_size": (8, 16),
             "selection": tuple(weights), "n_max": budgets}),
     }
     for family in ("beta", "mixture", "auto", "exceedance"):
-        methods[f"optscale0-{family}"] = opt(f"OptScale^0 {family}", stop_on_target=True,
-                                             family=family)
-    return methods
+        builders[f"optscale0-{family}"] = functools.partial(
+            opt, f"OptScale^0 {family}", stop_on_target=True, family=family)
+    unknown = [k for k in (keys or ()) if k not in builders]
+    if unknown:
+        raise ValueError(f"unknown method key(s) {unknown}; known: {', '.join(builders)}")
+    return {k: builders[k]() for k in (keys or builders)}
 
 
 def default_methods(budgets: Sequence[int] = (8, 16, 32, 64), **grid: Any) -> list[Method]:
     """The methods of ``DEFAULT_METHODS`` from :func:`standard_methods`."""
-    methods = standard_methods(budgets, **grid)
-    return [methods[k] for k in DEFAULT_METHODS]
+    return list(standard_methods(budgets, keys=DEFAULT_METHODS, **grid).values())

@@ -83,8 +83,8 @@ class Pool:
         if lengths.shape != (q,) or np.any(lengths < 0) or np.any(lengths > m):
             raise ValueError(f"Pool: lengths must have shape ({q},) with values in [0, {m}]")
         slot = np.arange(m)[None, :] < lengths[:, None]
-        if not np.all(np.isfinite(scores[slot])):
-            raise ValueError("Pool: every stored sample needs a finite score")
+        if np.any(np.isinf(scores[slot])):
+            raise ValueError("Pool: a stored sample's score must be finite or NaN (not scored)")
         object.__setattr__(self, "scores", np.where(slot, scores, np.nan))
         object.__setattr__(self, "lengths", lengths)
         raw = np.asarray(self.answers)
