@@ -27,7 +27,8 @@ from optscale.sampling._openai import OpenAIError
 from optscale.serve._engine import Engine, Job, Outcome
 from optscale.serve._knobs import RequestError
 
-__all__ = ["CHUNK_CHARS", "Serving", "error_body", "internal_error", "upstream_failure"]
+__all__ = ["CHUNK_CHARS", "Serving", "error_body", "internal_error", "respond",
+           "upstream_failure"]
 
 logger = logging.getLogger("optscale.serve")
 
@@ -65,6 +66,21 @@ def internal_error(err: BaseException, path: str) -> JSONResponse:
     return JSONResponse(error_body(f"internal error ({type(err).__name__}); see the server "
                                    "log", "internal_error", None, "internal_error"),
                         status_code=500)
+
+
+async def respond(serving: Serving, body: Any, raw_request: Request) -> Response:
+    """Answer one request of either endpoint: streamed or not; a 4xx goes to the app's
+    handler, anything unexpected is an OpenAI-style 500 without a traceback."""
+    try:
+        job = serving.job(body)
+        if body.stream:
+            include = bool(body.stream_options and body.stream_options.include_usage)
+            return serving.stream(job, include)
+        return await serving.complete(job, raw_request)
+    except RequestError:
+        raise
+    except Exception as err:
+        return internal_error(err, raw_request.url.path)
 
 
 async def _wait_disconnect(request: Request) -> None:
