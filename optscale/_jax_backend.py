@@ -132,8 +132,28 @@ _CHUNK = 1 << 17
 _MIN_ROWS = 8
 
 
+_REUSE = 8  # a batch may run padded to an already-compiled bucket up to this many times its own
+_USED_ROWS: dict[tuple, set[int]] = {}  # the buckets run so far, by the rest of the signature
+
+
 def _bucket_rows(size: int) -> int:
     return max(_MIN_ROWS, 1 << (max(size, 1) - 1).bit_length()) if size <= _CHUNK else _CHUNK
+
+
+def _rows_for(size: int, args: tuple, options: tuple) -> int:
+    """The row count to run a fit of ``size`` rows on: its bucket, or, when that bucket has
+    not been compiled yet and a larger one (at most ``_REUSE`` times larger) has, the larger
+    one. Padding costs the step time of the extra rows (they stop at once); compiling a new
+    bucket costs seconds."""
+    rows = _bucket_rows(size)
+    key = options + tuple((np.ndim(v), np.shape(v)[1:], str(np.result_type(v)))
+                          for v in jax.tree_util.tree_leaves(args))
+    used = _USED_ROWS.setdefault(key, set())
+    if rows not in used:
+        larger = [r for r in used if rows < r <= _REUSE * rows]
+        rows = min(larger) if larger else rows
+    used.add(rows)
+    return rows
 
 
 def _single_device(*arrays) -> bool:
@@ -235,7 +255,7 @@ def _solve_fit(scores, mask, low, high, prior, bounds, *, clip, max_iter, tol):
     if _traced(args) or not _single_device(args) or scores.shape[0] == 0:
         return _fit.fit(_OPS, *args, clip, max_iter, tol, stats_fn=_stats)
     size = scores.shape[0]
-    rows = _bucket_rows(size)
+    rows = _rows_for(size, args, (clip, max_iter, tol))
     parts = []
     for start in range(0, size, rows):
         stop = min(start + rows, size)

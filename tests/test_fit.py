@@ -254,8 +254,8 @@ def test_fit_inside_jit_marks_out_of_range_invalid():
 
 def test_a_new_batch_size_reuses_the_compiled_fit():
     # Issue 15: eager fits run on power-of-two row buckets (at least 8, chunks of 2^17 above
-    # that), so a new batch size in a bucket already used compiles (almost) nothing: the
-    # padding and the cut back to size.
+    # that), so a new batch size in a bucket already used, or in a smaller one within 8x of
+    # it, compiles (almost) nothing: the padding and the cut back to size.
     jax = pytest.importorskip("jax")
     seconds = []
 
@@ -270,7 +270,10 @@ def test_a_new_batch_size_reuses_the_compiled_fit():
     warm = optscale.fit_truncnorm(x[:200], out_of_range="clip")  # bucket 256
     listening = True
     fit = optscale.fit_truncnorm(x[:150], out_of_range="clip")  # a new size, same bucket
+    # a smaller bucket not compiled yet runs padded to the compiled one (within 8x)
+    small = optscale.fit_truncnorm(x[:40], out_of_range="clip")
     listening = False
     assert sum(seconds) <= 0.2, (sum(seconds), len(seconds))
-    assert fit.mu.shape == (150,)
+    assert fit.mu.shape == (150,) and small.mu.shape == (40,)
     np.testing.assert_array_equal(np.asarray(fit.mu), np.asarray(warm.mu)[:150])
+    np.testing.assert_array_equal(np.asarray(small.sigma), np.asarray(warm.sigma)[:40])
