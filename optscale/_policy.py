@@ -60,7 +60,8 @@ from optscale._selection import Selection
 from optscale._solution import Status
 from optscale.policies._base import Decision, Policy, PolicyState, Step
 
-__all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop"]
+__all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop",
+           "solve_criterion"]
 
 _RULES = ("one-shot", "sequential")
 _CRITERIA = ("probability", "expected", "cost")
@@ -122,6 +123,18 @@ class PolicyRun(NamedTuple):
 
 def _bucket(n: int) -> int:
     return max(8, 1 << (max(n, 1) - 1).bit_length())
+
+
+def solve_criterion(settings: Any, dist: Any) -> Any:
+    """The :class:`~optscale.Solution` of the solver a policy's ``settings`` name
+    (``criterion``, ``target``, ``confidence``, ``k``, ``cost``, ``n_max``) on ``dist``: shared
+    by the object policies and :func:`optscale.policy_step`."""
+    s = settings
+    if s.criterion == "cost":
+        return _api.cost_aware_samples(dist, s.target, s.cost, n_max=s.n_max)
+    if s.criterion == "expected":
+        return _api.min_samples(dist, s.target, criterion="expected", n_max=s.n_max)
+    return _api.min_samples(dist, s.target, s.confidence, k=s.k, n_max=s.n_max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,13 +353,7 @@ class OptScale(Policy):
         return self._solve(TruncatedNormal(mu, sigma, self.low, self.high), size)
 
     def _solve(self, dist: Any, size: int) -> tuple[Any, Any]:
-        if self.criterion == "cost":
-            sol = _api.cost_aware_samples(dist, self.target, self.cost, n_max=self.n_max)
-        elif self.criterion == "expected":
-            sol = _api.min_samples(dist, self.target, criterion="expected", n_max=self.n_max)
-        else:
-            sol = _api.min_samples(dist, self.target, self.confidence, k=self.k,
-                                   n_max=self.n_max)
+        sol = solve_criterion(self, dist)
         return np.asarray(sol.n, np.int64)[:size], np.asarray(sol.status, np.int64)[:size]
 
     def _decide_exceedance(self, fit: ExceedanceCounts) -> tuple[Any, Any]:

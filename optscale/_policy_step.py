@@ -157,6 +157,7 @@ def _solve_n_star(params: PolicyParams, scores: Any, mask: Any, prior: Any) -> t
 
     from optscale import _api
     from optscale._distribution import TruncatedNormal
+    from optscale._policy import solve_criterion
 
     fit = _api.fit_truncnorm(jnp.where(mask, scores, 0.5), mask,
                              prior=prior if params.uses_prior else None,
@@ -164,13 +165,7 @@ def _solve_n_star(params: PolicyParams, scores: Any, mask: Any, prior: Any) -> t
                              out_of_range="clip")
     dist = TruncatedNormal(fit.mu, fit.sigma, jnp.asarray(params.low, fit.mu.dtype),
                            jnp.asarray(params.high, fit.mu.dtype))
-    if params.criterion == "cost":
-        sol = _api.cost_aware_samples(dist, params.target, params.cost, n_max=params.n_max)
-    elif params.criterion == "expected":
-        sol = _api.min_samples(dist, params.target, criterion="expected", n_max=params.n_max)
-    else:
-        sol = _api.min_samples(dist, params.target, params.confidence, k=params.k,
-                               n_max=params.n_max)
+    sol = solve_criterion(params, dist)
     return sol.n.astype(jnp.int32), sol.status.astype(jnp.int32)
 
 

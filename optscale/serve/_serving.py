@@ -12,6 +12,7 @@ engine the same way.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import logging
@@ -91,7 +92,7 @@ async def _wait_disconnect(request: Request) -> None:
             return
 
 
-class Serving:
+class Serving(abc.ABC):
     """Base of the chat and completion servings: subclasses build the :class:`Job` and format
     the answer (``response``, ``chunks``)."""
 
@@ -104,11 +105,13 @@ class Serving:
 
     # -- subclass hooks ------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def response(self, outcome: Outcome, created: int) -> dict[str, Any]:
-        raise NotImplementedError
+        """The whole answer (non-streaming) of a finished outcome."""
 
+    @abc.abstractmethod
     def chunks(self, outcome: Outcome, created: int) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The stream chunks of a finished outcome."""
 
     def check(self, model: str, n: int | None) -> None:
         """The request's ``model`` and ``n``, which the proxy cannot pass on as they are."""
@@ -235,8 +238,9 @@ class Serving:
         chunk["usage"] = usage(outcome)
         return chunk
 
+    @abc.abstractmethod
     def _chunk_head(self, outcome: Outcome, created: int) -> dict[str, Any]:
-        raise NotImplementedError
+        """The fields every stream chunk carries."""
 
 
 def usage(outcome: Outcome) -> dict[str, int]:
