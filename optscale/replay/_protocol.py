@@ -209,9 +209,8 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
         if method.trainable:
             outs = []
             for k in range(folds):
-                cal = row_fold != k
-                fitted = method.fitted(Rows(*(None if v is None else v[cal] for v in rows)),
-                                       correct[cal])
+                cal = tables.subset(row_fold != k)
+                fitted = method.fitted(cal.rows, correct[row_fold != k], cal)
                 outs.append(outcome(*fitted.replay(rows, tables), verifier))
         else:
             outs = [outcome(*method.replay(rows, tables), verifier)] * folds
