@@ -425,8 +425,9 @@ def _n_star(policy: OptScale, tables: Tables, scores: np.ndarray, mask: np.ndarr
     field but the selection rule and stop-on-target."""
     fit = tables.memo(("fit", policy.fit_key(), scores.shape[1]),
                       lambda: policy.fit(scores, mask, prior))
+    memo = tables.memo(("decide memo", policy.fit_key(), scores.shape[1]), dict)
     same = dataclasses.replace(policy, stop_on_target=False, selection=Selection("max"))
-    return tables.memo(("decide", same, scores.shape[1]), lambda: policy.decide(fit)[0])
+    return tables.memo(("decide", same, scores.shape[1]), lambda: policy.decide(fit, memo)[0])
 
 
 def _checkpoints(stop: np.ndarray, sizes: np.ndarray, cap: np.ndarray) -> np.ndarray:
