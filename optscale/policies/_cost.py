@@ -65,21 +65,26 @@ class GainModel:
         table_of, hold_of = prefix or cls.prefix_tables(scores, answers, selection, n_max,
                                                         alpha)
         size, width = scores.shape
-        rows = np.arange(size)
         table = np.zeros((n_max, _BINS))
-        for n in range(1, min(n_max, width)):
-            after = min(n + round_size, n_max, width)
-            ok = lengths >= after
-            if not ok.any():
-                continue
-            now = correct[rows, table_of[:, n - 1]]
-            then = correct[rows, table_of[:, after - 1]]
-            delta = (then.astype(np.float64) - now)[ok]
-            b = np.clip((hold_of[ok, n - 1] * _BINS).astype(np.int64), 0, _BINS - 1)
-            level = delta.mean()
-            sums = np.bincount(b, delta, minlength=_BINS)
-            counts = np.bincount(b, minlength=_BINS)
-            table[n] = (sums + shrink * level) / (counts + shrink)
+        last = min(n_max, width)
+        n = np.arange(1, last)
+        after = np.minimum(n + round_size, last)
+        # correct(after m samples) for every m, then every n at once: row r's n-th value is
+        # kept where the row has ``after`` samples; the kept values, n by n in row order, are
+        # what a loop over n would average and bin (so that the sums are the same)
+        right = np.take_along_axis(correct, table_of[:, :last].astype(np.int64), axis=1)
+        delta = (right[:, after - 1].astype(np.float64) - right[:, n - 1]).T
+        ok = (lengths[None, :] >= after[:, None])
+        values = delta[ok]
+        cell = (np.arange(len(n))[:, None] * _BINS + np.clip(
+            (hold_of[:, n - 1].T * _BINS).astype(np.int64), 0, _BINS - 1))[ok]
+        sums = np.bincount(cell, values, minlength=len(n) * _BINS).reshape(-1, _BINS)
+        counts = np.bincount(cell, minlength=len(n) * _BINS).reshape(-1, _BINS)
+        ends = np.cumsum(ok.sum(axis=1))
+        for i, (start, end) in enumerate(zip(ends - ok.sum(axis=1), ends, strict=True)):
+            if end > start:
+                level = values[start:end].mean()
+                table[i + 1] = (sums[i] + shrink * level) / (counts[i] + shrink)
         if tokens is None:
             per_sample = 1.0
         else:

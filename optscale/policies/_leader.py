@@ -76,7 +76,7 @@ def _tail(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
 class _Gaps(NamedTuple):
     """What :func:`hold_probability` computes before it knows the samples left: the leader's
     gap to each challenger, E[D_c] = gap + R drift and Var[D_c] = f spread, for the seen
-    challengers (``row``, ``col``: their positions in the [B, C] table, row-major) and for the
+    challengers (their ``row`` and their ``cell`` in the flattened [B, C] table) and for the
     new-answer pseudo-cluster (per row). The budget then costs one pass over the challengers,
     so that the budgets of a grid share the rest."""
 
@@ -84,7 +84,7 @@ class _Gaps(NamedTuple):
     total: np.ndarray  # [B] the Dirichlet posterior's total concentration A
     width: int  # C
     row: np.ndarray  # [K] sorted
-    col: np.ndarray  # [K]
+    cell: np.ndarray  # [K] row * C + column
     gap: np.ndarray  # [K] W_L - W_c
     drift: np.ndarray  # [K] m_L p_L - m_c p_c
     spread: np.ndarray  # [K] Var[D_c] / f
@@ -98,29 +98,32 @@ class _Gaps(NamedTuple):
         # Every value is the same expression, evaluated in the same order, as over the full
         # [B, C] table, so that the probability does not depend on which rows are computed
         # together (nor on this form).
-        weight, count = np.asarray(weight, np.float64), np.asarray(count, np.float64)
+        weight = np.ascontiguousarray(weight, np.float64)
+        count = np.ascontiguousarray(count, np.float64)
         if weight.shape[1] == 0:  # no answer yet anywhere: no leader
             weight, count = np.zeros((weight.shape[0], 1)), np.zeros((weight.shape[0], 1))
         size, width = weight.shape
-        rows = np.arange(size)
         lead = np.asarray(lead)
         has_lead = lead >= 0
-        li = np.where(has_lead, lead, 0)
+        at_lead = np.arange(size) * width + np.where(has_lead, lead, 0)  # flat positions
         seen = count > 0
-        total = np.where(seen, alpha + count, 0.0).sum(axis=1) + alpha
-        c_l, w_l = count[rows, li], weight[rows, li]
+        a = count + alpha
+        a *= seen
+        total = a.sum(axis=1) + alpha
+        c_l, w_l = count.ravel()[at_lead], weight.ravel()[at_lead]
         p_l = np.where(c_l > 0, alpha + c_l, 0.0) / total
         m_l = np.where(c_l > 0, w_l / np.maximum(c_l, 1.0), 0.0)
-        challenger = seen
-        challenger[rows, li] = False
-        row, col = np.nonzero(challenger)
-        c, w = count[row, col], weight[row, col]
+        challenger = seen.ravel()
+        challenger[at_lead] = False
+        cell = np.flatnonzero(challenger)
+        row = cell // width
+        c, w = count.ravel()[cell], weight.ravel()[cell]
         p = (alpha + c) / total[row]
         m = w / np.maximum(c, 1.0)
         pl, ml = p_l[row], m_l[row]
         p_new = alpha / total
         new_weight = np.asarray(new_weight, np.float64)
-        return cls(has_lead, total, width, row, col, w_l[row] - w, ml * pl - m * p,
+        return cls(has_lead, total, width, row, cell, w_l[row] - w, ml * pl - m * p,
                    ml**2 * pl * (1 - pl) + m**2 * p * (1 - p) + 2 * ml * m * pl * p,
                    w_l, m_l * p_l - new_weight * p_new,
                    m_l**2 * p_l * (1 - p_l) + new_weight**2 * p_new * (1 - p_new)
@@ -136,10 +139,10 @@ class _Gaps(NamedTuple):
         """[B] P(the leader still leads) with ``remaining`` [B] samples left."""
         r = np.asarray(remaining, np.float64)
         f = r * (self.total + r) / (self.total + 1.0)
-        lose = np.zeros((len(r), self.width))
-        lose[self.row, self.col] = _tail(self.gap + r[self.row] * self.drift,
-                                         f[self.row] * self.spread)
-        lose = lose.sum(axis=1) + _tail(self.new_gap + r * self.new_drift, f * self.new_spread)
+        lose = np.zeros(len(r) * self.width)
+        lose[self.cell] = _tail(self.gap + r[self.row] * self.drift, f[self.row] * self.spread)
+        lose = lose.reshape(len(r), self.width).sum(axis=1) + _tail(
+            self.new_gap + r * self.new_drift, f * self.new_spread)
         return np.where(self.has_lead, np.clip(1.0 - lose, 0.0, 1.0), 0.0)
 
 

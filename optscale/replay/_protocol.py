@@ -179,8 +179,12 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
 
     def outcome(n_used, pick, verifier):
         """(correct, n, cost) arrays [S, Q, R] of replay results [S, B]."""
-        spent = cum_tokens[b, n_used - 1] + verifier_tokens * verifier[:, None] * n_used
-        cost = spent if has_tokens else n_used.astype(float)
+        if not has_tokens:
+            cost = n_used.astype(float)
+        elif verifier_tokens:
+            cost = cum_tokens[b, n_used - 1] + verifier_tokens * verifier[:, None] * n_used
+        else:
+            cost = cum_tokens[b, n_used - 1]
         return (correct[b, pick].reshape(-1, q, orders), n_used.reshape(-1, q, orders),
                 cost.reshape(-1, q, orders))
 
@@ -220,20 +224,29 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     if not settings:
         raise ValueError("no method could run on this pool: " + "; ".join(
             f"{k}: {v}" for k, v in skipped.items()))
-    # per fold, [S, Q, R] by stacking methods along S (one array for every fold unless a
-    # method was fitted per fold)
-    shared = all(outs[k] is outs[0] for outs in per_fold for k in range(folds))
-    stacked = [tuple(np.concatenate([outs[k][j] for outs in per_fold]) for j in range(3))
-               for k in range(1 if shared else folds)]
-    stacked = stacked * folds if shared else stacked
-    fold_correct, fold_n, fold_cost = ([v[j] for v in stacked] for j in range(3))
-    # all-question arrays: each question from its own fold's (held-out) replay
-    correct_s, n_s, cost_s = (v[0].copy() for v in (fold_correct, fold_n, fold_cost))
-    for k in range(1, folds):
-        test = fold_of == k
-        for whole, part in ((correct_s, fold_correct), (n_s, fold_n), (cost_s, fold_cost)):
-            if part[k] is not part[0]:
-                whole[:, test] = part[k][:, test]
+    # per fold, [S, Q, R] by stacking methods along S; all-question arrays: each question from
+    # its own fold's (held-out) replay. Only a method fitted per fold differs between folds:
+    # without one, every fold shares one array.
+    def stack(k: int, j: int) -> np.ndarray:
+        return np.concatenate([outs[k][j] for outs in per_fold])
+
+    learned = [any(outs[k] is not outs[0] for k in range(folds)) for outs in per_fold]
+    n_s = stack(0, 1)
+    if any(learned):
+        fold_correct = [stack(k, 0) for k in range(folds)]
+        fold_cost = [stack(k, 2) for k in range(folds)]
+        correct_s, cost_s = fold_correct[0].copy(), fold_cost[0].copy()
+        start = 0
+        for outs, fitted in zip(per_fold, learned, strict=True):
+            block = slice(start, start + len(outs[0][0]))
+            start = block.stop
+            for k in range(1, folds) if fitted else ():
+                test = fold_of == k
+                for j, whole in enumerate((correct_s, n_s, cost_s)):
+                    whole[block, test] = outs[k][j][:, test]
+    else:
+        correct_s, cost_s = stack(0, 0), stack(0, 2)
+        fold_correct, fold_cost = [correct_s] * folds, [cost_s] * folds
     tokens_s = cost_s if has_tokens else np.full(n_s.shape, np.nan)
 
     # fixed-N baselines at every N = 1..M (no hyper-parameters: all questions)
@@ -280,9 +293,9 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
                     np.lexsort((cost, -acc))[0]
                 i = idx[pick]
                 chosen.append(settings[i].label)
-                held_correct[test] = fold_correct[k][i, test]
-                held_n[test] = fold_n[k][i, test]
-                held_cost[test] = fold_cost[k][i, test]
+                held_correct[test] = correct_s[i, test]  # (fold k's replay, as held out)
+                held_n[test] = n_s[i, test]
+                held_cost[test] = cost_s[i, test]
             per_order = held_correct.mean(axis=0)
             accuracy = float(per_order.mean())
             cost = float(held_cost.mean())
