@@ -87,9 +87,9 @@ class Evaluation:
     notes: tuple[str, ...] = ()  # warnings: clipped budgets, skipped settings
     policies: tuple = ()  # the policy of each setting (a trained one before its fit)
     # per fold k: [S, Q, R] correct / cost as replayed with what fold k's calibration fitted
-    # (the same arrays for every fold unless a method learns)
-    fold_correct: tuple = ()
-    fold_cost: tuple = ()
+    # (the all-question arrays for every fold unless a method learns; stacked on first use)
+    fold_correct: Sequence = ()
+    fold_cost: Sequence = ()
 
     @property
     def cost_name(self) -> str:
@@ -107,6 +107,43 @@ class Evaluation:
                      tokens=float(np.nanmean(self.tokens[i])) if self.has_tokens else np.nan,
                      pareto=bool(frontier[i]))
                 for i, s in enumerate(self.settings)]
+
+
+class _PerFold(Sequence):
+    """Per fold k, the [S, Q, R] array of one replay outcome as replayed with fold k's fit,
+    stacked from the methods' arrays on first use: evaluating reads a few settings at a time
+    (:meth:`take`), so that the K full arrays are made only for a caller that asks."""
+
+    def __init__(self, per_fold: list[list[tuple]], j: int, whole: np.ndarray) -> None:
+        self._folds = len(per_fold[0])
+        learned = any(outs[k] is not outs[0] for outs in per_fold for k in range(self._folds))
+        # without a learned method every fold replayed alike: the all-question array
+        self._per_fold, self._j, self._whole = (per_fold if learned else None), j, whole
+        self._ends = np.cumsum([len(outs[0][j]) for outs in per_fold])
+        self._made: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._folds
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(self._folds)[k])
+        k = range(self._folds)[k]
+        if self._per_fold is None:
+            return self._whole
+        if k not in self._made:
+            self._made[k] = np.concatenate([outs[k][self._j] for outs in self._per_fold])
+        return self._made[k]
+
+    def take(self, k: int, idx: Sequence[int]) -> np.ndarray:
+        """``self[k][idx]`` for increasing setting indices ``idx``, without stacking."""
+        if self._per_fold is None or k in self._made:
+            return self[k][idx]
+        idx = np.asarray(idx, np.int64)
+        owner = np.searchsorted(self._ends, idx, side="right")
+        starts = self._ends - [len(outs[0][self._j]) for outs in self._per_fold]
+        return np.concatenate([self._per_fold[o][k][self._j][idx[owner == o] - starts[o]]
+                               for o in np.unique(owner)])
 
 
 def _pareto(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -224,29 +261,21 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     if not settings:
         raise ValueError("no method could run on this pool: " + "; ".join(
             f"{k}: {v}" for k, v in skipped.items()))
-    # per fold, [S, Q, R] by stacking methods along S; all-question arrays: each question from
-    # its own fold's (held-out) replay. Only a method fitted per fold differs between folds:
-    # without one, every fold shares one array.
-    def stack(k: int, j: int) -> np.ndarray:
-        return np.concatenate([outs[k][j] for outs in per_fold])
-
+    # all-question arrays [S, Q, R], methods stacked along S: each question from its own
+    # fold's (held-out) replay (only a method fitted per fold differs between folds)
     learned = [any(outs[k] is not outs[0] for k in range(folds)) for outs in per_fold]
-    n_s = stack(0, 1)
-    if any(learned):
-        fold_correct = [stack(k, 0) for k in range(folds)]
-        fold_cost = [stack(k, 2) for k in range(folds)]
-        correct_s, cost_s = fold_correct[0].copy(), fold_cost[0].copy()
-        start = 0
-        for outs, fitted in zip(per_fold, learned, strict=True):
-            block = slice(start, start + len(outs[0][0]))
-            start = block.stop
-            for k in range(1, folds) if fitted else ():
-                test = fold_of == k
-                for j, whole in enumerate((correct_s, n_s, cost_s)):
-                    whole[block, test] = outs[k][j][:, test]
-    else:
-        correct_s, cost_s = stack(0, 0), stack(0, 2)
-        fold_correct, fold_cost = [correct_s] * folds, [cost_s] * folds
+    correct_s, n_s, cost_s = (np.concatenate([outs[0][j] for outs in per_fold])
+                              for j in range(3))
+    start = 0
+    for outs, fitted in zip(per_fold, learned, strict=True):
+        block = slice(start, start + len(outs[0][0]))
+        start = block.stop
+        for k in range(1, folds) if fitted else ():
+            test = fold_of == k
+            for j, whole in enumerate((correct_s, n_s, cost_s)):
+                whole[block, test] = outs[k][j][:, test]
+    fold_correct = _PerFold(per_fold, 0, correct_s)
+    fold_cost = _PerFold(per_fold, 2, cost_s)
     tokens_s = cost_s if has_tokens else np.full(n_s.shape, np.nan)
 
     # fixed-N baselines at every N = 1..M (no hyper-parameters: all questions)
@@ -286,8 +315,8 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
             chosen = []
             for k in range(folds):
                 cal, test = fold_of != k, fold_of == k
-                acc = fold_correct[k][idx][:, cal].mean(axis=(1, 2))
-                cost = fold_cost[k][idx][:, cal].mean(axis=(1, 2))
+                acc = fold_correct.take(k, idx)[:, cal].mean(axis=(1, 2))
+                cost = fold_cost.take(k, idx)[:, cal].mean(axis=(1, 2))
                 ok = acc >= reference_accuracy(at, cal) - tolerance - 1e-12
                 pick = np.argmin(np.where(ok, cost, np.inf)) if ok.any() else \
                     np.lexsort((cost, -acc))[0]
@@ -312,7 +341,7 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     return Evaluation(settings, correct_s, n_s, tokens_s, bon_accuracy, bon_cost_mean, fold_of,
                       selected, skipped, pool.simulated, has_tokens, orders, tolerance,
                       match_tolerance, verifier_tokens, reference, bon_monotone, max_samples,
-                      tuple(notes), tuple(policies), tuple(fold_correct), tuple(fold_cost))
+                      tuple(notes), tuple(policies), fold_correct, fold_cost)
 
 
 def _check_arguments(pool, orders, folds, tolerance, match_tolerance, verifier_tokens):
