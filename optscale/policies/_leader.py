@@ -223,7 +223,7 @@ def prefix_probabilities(scores: np.ndarray, answers: np.ndarray, chosen: np.nda
     """[B, M] :func:`hold_probability` after every prefix of rows ``scores`` / integer
     ``answers`` [B, M] (``chosen``: the selection's table of them), for a budget ``n_max``
     (columns from n_max on are 0)."""
-    return prefix_holds(scores, answers, chosen, selection, alpha, [n_max])[0]
+    return prefix_holds(scores, answers, chosen, selection, [(alpha, n_max)])[0]
 
 
 # cells of a block's [prefixes, rows, answers] tables: bounds the memory of prefix_holds
@@ -231,12 +231,13 @@ _BLOCK = 1 << 20
 
 
 def prefix_holds(scores: np.ndarray, answers: np.ndarray, chosen: np.ndarray,
-                 selection: Selection, alpha: float, budgets: Sequence[int]
+                 selection: Selection, settings: Sequence[tuple[float, int]]
                  ) -> list[np.ndarray]:
-    """:func:`prefix_probabilities` for each budget of ``budgets``, computed together: the
-    answer counts and weights after every prefix, and the gaps they give, do not depend on
-    the budget. Equal, value for value, to the prefix-by-prefix evaluation of
-    :func:`hold_probability` over all rows (the answer columns are the rows' codes)."""
+    """:func:`prefix_probabilities` for each (alpha, n_max) of ``settings``, computed
+    together: the answer counts and weights after every prefix do not depend on the setting,
+    nor the gaps they give on the budget. Equal, value for value, to the prefix-by-prefix
+    evaluation of :func:`hold_probability` over all rows (the answer columns are the rows'
+    codes)."""
     size, width = scores.shape
     codes = int(answers.max(initial=-1)) + 1
     w = selection.weights(scores)
@@ -244,10 +245,13 @@ def prefix_holds(scores: np.ndarray, answers: np.ndarray, chosen: np.ndarray,
     # the running sum, as the online form computes it
     new_weight = (np.cumsum(w, axis=1) + top) / np.arange(2, width + 2)
     lead = np.take_along_axis(answers, np.asarray(chosen, np.int64), axis=1)
-    depth = min(width, max(budgets, default=0))
-    out = [np.zeros((size, width)) for _ in budgets]
+    depth = min(width, max((n for _, n in settings), default=0))
+    out = [np.zeros((size, width)) for _ in settings]
     if codes == 0:  # no answer anywhere: no leader
         return out
+    by_alpha: dict[float, list[int]] = {}
+    for i, (alpha, _) in enumerate(settings):
+        by_alpha.setdefault(alpha, []).append(i)
     step = max(1, _BLOCK // max(depth * codes, 1))
     for lo in range(0, size, step):
         block = slice(lo, min(lo + step, size))
@@ -256,15 +260,16 @@ def prefix_holds(scores: np.ndarray, answers: np.ndarray, chosen: np.ndarray,
         # prefixes are the leading rows
         a = answers[block, :depth].T
         is_code = a[:, :, None] == np.arange(codes)
-        count = np.cumsum(is_code, axis=0).astype(np.float64)
+        count = np.cumsum(is_code, axis=0, dtype=np.float64).reshape(-1, codes)
         add = np.where(is_code, w[block, :depth].T[:, :, None], 0.0)
         add[0] += 0.0  # sums start from +0.0, as an accumulator does
-        weight = np.cumsum(add, axis=0)
-        gaps = _Gaps.of(weight.reshape(-1, codes), count.reshape(-1, codes),
-                        lead[block, :depth].T.reshape(-1), alpha,
-                        new_weight[block, :depth].T.reshape(-1))
-        for k, n_max in enumerate(budgets):
-            d = min(width, n_max)
-            left = np.repeat(n_max - np.arange(1, d + 1), rows)
-            out[k][block, :d] = gaps.head(d * rows).hold(left).reshape(d, rows).T
+        weight = np.cumsum(add, axis=0).reshape(-1, codes)
+        leader = lead[block, :depth].T.reshape(-1)
+        new = new_weight[block, :depth].T.reshape(-1)
+        for alpha, index in by_alpha.items():
+            gaps = _Gaps.of(weight, count, leader, alpha, new)
+            for i in index:
+                d = min(width, settings[i][1])
+                left = np.repeat(settings[i][1] - np.arange(1, d + 1), rows)
+                out[i][block, :d] = gaps.head(d * rows).hold(left).reshape(d, rows).T
     return out

@@ -87,22 +87,21 @@ class Tables:
     def hold(self, selection: Selection, alpha: float, n_max: int) -> np.ndarray:
         """The answer posterior's hold probability after every prefix (see
         :func:`optscale.policies.hold_probability`)."""
-        return self.holds(selection, alpha, [n_max])[0]
+        return self.holds(selection, [(alpha, n_max)])[0]
 
-    def holds(self, selection: Selection, alpha: float, budgets: Sequence[int]
+    def holds(self, selection: Selection, settings: Sequence[tuple[float, int]]
               ) -> list[np.ndarray]:
-        """:meth:`hold` for several budgets, the missing ones computed together."""
-        missing = [n for n in dict.fromkeys(budgets) if (selection, alpha, n) not in self._hold]
+        """:meth:`hold` for several (alpha, n_max), the missing ones computed together."""
+        missing = [s for s in dict.fromkeys(settings) if (selection, *s) not in self._hold]
         if missing:
-            for n, table in zip(missing, self._compute_holds(selection, alpha, missing),
-                                strict=True):
-                self._hold[selection, alpha, n] = table
-        return [self._hold[selection, alpha, n] for n in budgets]
+            for s, table in zip(missing, self._compute_holds(selection, missing), strict=True):
+                self._hold[(selection, *s)] = table
+        return [self._hold[(selection, *s)] for s in settings]
 
-    def _compute_holds(self, selection: Selection, alpha: float, budgets: list[int]
+    def _compute_holds(self, selection: Selection, settings: list[tuple[float, int]]
                        ) -> list[np.ndarray]:
         return prefix_holds(self.rows.scores, self.rows.answers, self.chosen(selection),
-                            selection, alpha, budgets)
+                            selection, settings)
 
     def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per ``key``: a pure function of these rows."""
@@ -131,18 +130,18 @@ class _Subset(Tables):
             self._chosen[selection] = self._parent.chosen(selection)[self._keep]
         return self._chosen[selection]
 
-    def _compute_holds(self, selection: Selection, alpha: float, budgets: list[int]
+    def _compute_holds(self, selection: Selection, settings: list[tuple[float, int]]
                        ) -> list[np.ndarray]:
-        return [t[self._keep] for t in self._parent.holds(selection, alpha, budgets)]
+        return [t[self._keep] for t in self._parent.holds(selection, settings)]
 
 
 def _prefetch_holds(tables: Tables, policies: Sequence[Any]) -> None:
-    """Compute the hold tables ``policies`` read, the budgets of a (selection, alpha) together."""
-    budgets: dict[tuple, list[int]] = {}
+    """Compute the hold tables ``policies`` read, those of a selection rule together."""
+    settings: dict[Selection, list[tuple[float, int]]] = {}
     for p in policies:
-        budgets.setdefault((p.selection, p.alpha), []).append(p.n_max)
-    for (selection, alpha), ns in budgets.items():
-        tables.holds(selection, alpha, ns)
+        settings.setdefault(p.selection, []).append((p.alpha, p.n_max))
+    for selection, pairs in settings.items():
+        tables.holds(selection, pairs)
 
 
 def _first(mask: np.ndarray) -> np.ndarray:
@@ -445,9 +444,10 @@ def _leader(policies: list[LeaderPosterior], rows: Rows, tables: Tables) -> np.n
     out = np.zeros((len(policies), len(rows.lengths)), np.int64)
     for i, p in enumerate(policies):
         prob = tables.hold(p.selection, p.alpha, p.n_max)
-        sizes = np.arange(p.round_size, min(p.n_max, width) + 1, p.round_size)
-        out[i] = _checkpoints(prob[:, sizes - 1] >= p.confidence, sizes,
-                              np.minimum(p.n_max, rows.lengths))
+        last = min(p.n_max, width)
+        sizes = np.arange(p.round_size, last + 1, p.round_size)
+        out[i] = _checkpoints(prob[:, p.round_size - 1:last:p.round_size] >= p.confidence,
+                              sizes, np.minimum(p.n_max, rows.lengths))
     return out
 
 
