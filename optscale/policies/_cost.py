@@ -69,22 +69,25 @@ class GainModel:
         last = min(n_max, width)
         n = np.arange(1, last)
         after = np.minimum(n + round_size, last)
-        # correct(after m samples) for every m, then every n at once: row r's n-th value is
-        # kept where the row has ``after`` samples; the kept values, n by n in row order, are
-        # what a loop over n would average and bin (so that the sums are the same)
+        # every n at once, in [B, n] tables: the kept values of a (n, bin) cell are summed in
+        # row order, as a loop over n would
         right = np.take_along_axis(correct, table_of[:, :last].astype(np.int64), axis=1)
-        delta = (right[:, after - 1].astype(np.float64) - right[:, n - 1]).T
-        ok = (lengths[None, :] >= after[:, None])
-        values = delta[ok]
-        cell = (np.arange(len(n))[:, None] * _BINS + np.clip(
-            (hold_of[:, n - 1].T * _BINS).astype(np.int64), 0, _BINS - 1))[ok]
-        sums = np.bincount(cell, values, minlength=len(n) * _BINS).reshape(-1, _BINS)
+        delta = right[:, after - 1].astype(np.float64) - right[:, :last - 1]  # n - 1 = 0, 1..
+        ok = lengths[:, None] >= after[None, :]
+        cell = (np.clip((hold_of[:, :last - 1] * _BINS).astype(np.int64), 0, _BINS - 1)
+                + np.arange(len(n)) * _BINS)[ok]
+        sums = np.bincount(cell, delta[ok], minlength=len(n) * _BINS).reshape(-1, _BINS)
         counts = np.bincount(cell, minlength=len(n) * _BINS).reshape(-1, _BINS)
-        ends = np.cumsum(ok.sum(axis=1))
-        for i, (start, end) in enumerate(zip(ends - ok.sum(axis=1), ends, strict=True)):
-            if end > start:
-                level = values[start:end].mean()
-                table[i + 1] = (sums[i] + shrink * level) / (counts[i] + shrink)
+        kept = ok.sum(axis=0)
+        if np.asarray(correct).dtype.kind in "biu":  # integer sums: exact in any order
+            with np.errstate(invalid="ignore", divide="ignore"):
+                level = sums.sum(axis=1) / kept
+        else:  # np.mean's own (pairwise) sum per n
+            level = np.array([delta[ok[:, i], i].mean() if kept[i] else np.nan
+                              for i in range(len(n))])
+        fitted = kept > 0
+        table[1:last][fitted] = ((sums + shrink * level[:, None])
+                                 / (counts + shrink))[fitted]
         if tokens is None:
             per_sample = 1.0
         else:
