@@ -150,7 +150,8 @@ def _first(mask: np.ndarray) -> np.ndarray:
 
 
 def _take(table: np.ndarray, n: np.ndarray) -> np.ndarray:
-    return table[np.arange(len(n)), n - 1]
+    """``table[b, n[b] - 1]`` for every row b."""
+    return np.take(table, np.arange(len(n)) * table.shape[1] + (n - 1))
 
 
 class Method(abc.ABC):

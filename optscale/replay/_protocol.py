@@ -214,16 +214,18 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     has_tokens = pool.tokens is not None
     max_samples = int(pool.lengths.max())
 
+    start_of = b * m  # flat position of each row's first sample (gathers by flat index)
+
     def outcome(n_used, pick, verifier):
         """(correct, n, cost) arrays [S, Q, R] of replay results [S, B]."""
         if not has_tokens:
             cost = n_used.astype(float)
-        elif verifier_tokens:
-            cost = cum_tokens[b, n_used - 1] + verifier_tokens * verifier[:, None] * n_used
         else:
-            cost = cum_tokens[b, n_used - 1]
-        return (correct[b, pick].reshape(-1, q, orders), n_used.reshape(-1, q, orders),
-                cost.reshape(-1, q, orders))
+            cost = np.take(cum_tokens, n_used - 1 + start_of)
+            if verifier_tokens:
+                cost = cost + verifier_tokens * verifier[:, None] * n_used
+        return (np.take(correct, pick + start_of).reshape(-1, q, orders),
+                n_used.reshape(-1, q, orders), cost.reshape(-1, q, orders))
 
     settings: list[Setting] = []
     policies: list = []
