@@ -388,8 +388,23 @@ class OptScale(Policy):
         hi = np.full(len(mu), float(self.n_max))
 
         if self.criterion == "probability" and self.k == 1:
+            # P(success) of each (row, n), kept per target: settings that differ only in
+            # confidence or budget bisect over the same values
+            rows, kept = np.arange(len(mu)), (*at, "success")
+            table, known = memo.get(kept, (np.zeros((len(mu), 0)),) * 2)
+            if table.shape[1] < self.n_max:
+                table, known = (np.pad(v, ((0, 0), (0, self.n_max - v.shape[1])))
+                                for v in (table, known.astype(bool)))
+                memo[kept] = table, known
+
             def value(n):
-                return (wg * -np.expm1(n[:, None] * log_f)).sum(-1) >= self.confidence
+                col = n.astype(np.int64) - 1
+                todo = ~known[rows, col]
+                if todo.any():
+                    r = rows[todo]
+                    table[r, col[todo]] = (wg * -np.expm1(n[todo][:, None] * log_f[r])).sum(-1)
+                    known[r, col[todo]] = True
+                return table[rows, col] >= self.confidence
         elif self.criterion == "probability":
             def value(n):
                 p = np.asarray(_api.k_of_n_prob(nodes, self.target, n[:, None], self.k))

@@ -203,7 +203,10 @@ def test_subset_tables_are_the_subset_rows_tables():
     assert [p.model for p in a] == [p.model for p in b]
 
 
-def test_decide_memo_shares_the_predictive_nodes_only(numpy_backend):
+def test_decide_memo_gives_each_settings_own_decision(numpy_backend):
+    """The memo keeps the predictive nodes, log F and P(success) of each (row, n) per target;
+    settings that differ in target, confidence and budget (growing and shrinking) decide as
+    they would alone."""
     rng = np.random.default_rng(3)
     scores = rng.beta(6, 1.5, (40, 4))
     base = OptScale0(0.9, predictive=True, n_peek=4, n_max=32)
@@ -215,7 +218,7 @@ def test_decide_memo_shares_the_predictive_nodes_only(numpy_backend):
                 p = OptScale0(target, confidence, n_peek=4, n_max=n_max, predictive=True)
                 shared, alone = p.decide(fit, memo), p.decide(fit)
                 assert all(np.array_equal(a, b) for a, b in zip(shared, alone, strict=True))
-    assert len([k for k in memo if k != "fit"]) == 3  # the nodes, and log F per target
+    assert len([k for k in memo if k != "fit"]) == 5  # the nodes; log F, P(success) per target
     with pytest.raises(ValueError, match="another fit"):
         base.decide(base.fit(scores[:, :2]), memo)
 
