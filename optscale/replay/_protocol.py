@@ -110,16 +110,14 @@ class Evaluation:
 
 
 class _PerFold(Sequence):
-    """Per fold k, the [S, Q, R] array of one replay outcome as replayed with fold k's fit,
-    stacked from the methods' arrays on first use: evaluating reads a few settings at a time
-    (:meth:`take`), so that the K full arrays are made only for a caller that asks."""
+    """Per fold k, the [S, Q, R] array of one replay outcome as replayed with fold k's fit:
+    the all-question array but in the rows of the methods fitted per fold, made on first
+    use; evaluating reads a few settings at a time (:meth:`take`), so that the K full arrays
+    are made only for a caller that asks."""
 
-    def __init__(self, per_fold: list[list[tuple]], j: int, whole: np.ndarray) -> None:
-        self._folds = len(per_fold[0])
-        learned = any(outs[k] is not outs[0] for outs in per_fold for k in range(self._folds))
-        # without a learned method every fold replayed alike: the all-question array
-        self._per_fold, self._j, self._whole = (per_fold if learned else None), j, whole
-        self._ends = np.cumsum([len(outs[0][j]) for outs in per_fold])
+    def __init__(self, whole: np.ndarray, learned: list[tuple[slice, list[tuple]]], j: int,
+                 folds: int) -> None:
+        self._whole, self._learned, self._j, self._folds = whole, learned, j, folds
         self._made: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -129,21 +127,26 @@ class _PerFold(Sequence):
         if isinstance(k, slice):
             return tuple(self[i] for i in range(self._folds)[k])
         k = range(self._folds)[k]
-        if self._per_fold is None:
+        if not self._learned:  # every fold replayed alike
             return self._whole
         if k not in self._made:
-            self._made[k] = np.concatenate([outs[k][self._j] for outs in self._per_fold])
+            made = self._whole.copy()
+            for block, outs in self._learned:
+                made[block] = outs[k][self._j]
+            self._made[k] = made
         return self._made[k]
 
     def take(self, k: int, idx: Sequence[int]) -> np.ndarray:
-        """``self[k][idx]`` for increasing setting indices ``idx``, without stacking."""
-        if self._per_fold is None or k in self._made:
-            return self[k][idx]
+        """``self[k][idx]``, without making ``self[k]``."""
+        if k in self._made:
+            return self._made[k][idx]
         idx = np.asarray(idx, np.int64)
-        owner = np.searchsorted(self._ends, idx, side="right")
-        starts = self._ends - [len(outs[0][self._j]) for outs in self._per_fold]
-        return np.concatenate([self._per_fold[o][k][self._j][idx[owner == o] - starts[o]]
-                               for o in np.unique(owner)])
+        out = self._whole[idx]
+        for block, outs in self._learned:
+            inside = (idx >= block.start) & (idx < block.stop)
+            if inside.any():
+                out[inside] = outs[k][self._j][idx[inside] - block.start]
+        return out
 
 
 def _pareto(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -214,29 +217,12 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     has_tokens = pool.tokens is not None
     max_samples = int(pool.lengths.max())
 
-    start_of = b * m  # flat position of each row's first sample (gathers by flat index)
-
-    def outcome(n_used, pick, verifier):
-        """(correct, n, cost) arrays [S, Q, R] of replay results [S, B]."""
-        if not has_tokens:
-            cost = n_used.astype(float)
-        else:
-            cost = np.take(cum_tokens, n_used - 1 + start_of)
-            if verifier_tokens:
-                cost = cost + verifier_tokens * verifier[:, None] * n_used
-        return (np.take(correct, pick + start_of).reshape(-1, q, orders),
-                n_used.reshape(-1, q, orders), cost.reshape(-1, q, orders))
-
     settings: list[Setting] = []
     policies: list = []
-    per_fold: list[list[tuple]] = []  # per method: K (correct, n, cost) triples
     skipped: dict[str, str] = {}
     notes: list[str] = []
-    todo = list(methods)
-    if progress:
-        from tqdm.auto import tqdm
-        todo = tqdm(todo, desc="replay", unit="method")
-    for method in todo:
+    runs: list[Method] = []
+    for method in methods:
         if method.needs_prior() and pool.prior is None:
             skipped[method.name] = "the pool has no per-question prior"
             continue
@@ -248,36 +234,59 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
             method = method.subset(keep)  # noqa: PLW2901
             notes.append(f"{method.name}: only the settings that read no scores (the pool's "
                          "scores mean nothing)")
-        verifier = method.verifier_mask().astype(float)
-        if method.trainable:
-            outs = []
-            for k in range(folds):
-                cal = tables.subset(row_fold != k)
-                fitted = method.fitted(cal.rows, correct[row_fold != k], cal)
-                outs.append(outcome(*fitted.replay(rows, tables), verifier))
-        else:
-            outs = [outcome(*method.replay(rows, tables), verifier)] * folds
+        runs.append(method)
         settings += method.settings()
         policies += list(getattr(method, "policies", [None] * len(method.settings())))
-        per_fold.append(outs)
     if not settings:
         raise ValueError("no method could run on this pool: " + "; ".join(
             f"{k}: {v}" for k, v in skipped.items()))
+
     # all-question arrays [S, Q, R], methods stacked along S: each question from its own
     # fold's (held-out) replay (only a method fitted per fold differs between folds)
-    learned = [any(outs[k] is not outs[0] for k in range(folds)) for outs in per_fold]
-    correct_s, n_s, cost_s = (np.concatenate([outs[0][j] for outs in per_fold])
-                              for j in range(3))
+    shape = (len(settings), q, orders)
+    correct_s, n_s, cost_s = np.empty(shape, bool), np.empty(shape, np.int64), np.empty(shape)
+    start_of = b * m  # flat position of each row's first sample (gathers by flat index)
+
+    def outcome(n_used, pick, verifier, out=None):
+        """(correct, n, cost) arrays [S, Q, R] of replay results [S, B] (into ``out``)."""
+        size = (len(n_used), q, orders)
+        c, n, cost = out or (np.empty(size, bool), np.empty(size, np.int64), np.empty(size))
+        np.take(correct, pick + start_of, out=c.reshape(len(n_used), -1))
+        n[...] = n_used.reshape(size)
+        if not has_tokens:
+            cost[...] = n
+        else:
+            np.take(cum_tokens, n_used - 1 + start_of, out=cost.reshape(len(n_used), -1))
+            if verifier_tokens:
+                cost += verifier_tokens * verifier[:, None, None] * n
+        return c, n, cost
+
+    learned: list[tuple[slice, list[tuple]]] = []  # per method fitted per fold: K outcomes
     start = 0
-    for outs, fitted in zip(per_fold, learned, strict=True):
-        block = slice(start, start + len(outs[0][0]))
+    todo = runs
+    if progress:
+        from tqdm.auto import tqdm
+        todo = tqdm(todo, desc="replay", unit="method")
+    for method in todo:
+        block = slice(start, start + len(method.settings()))
         start = block.stop
-        for k in range(1, folds) if fitted else ():
-            test = fold_of == k
-            for j, whole in enumerate((correct_s, n_s, cost_s)):
-                whole[block, test] = outs[k][j][:, test]
-    fold_correct = _PerFold(per_fold, 0, correct_s)
-    fold_cost = _PerFold(per_fold, 2, cost_s)
+        verifier = method.verifier_mask().astype(float)
+        whole = (correct_s[block], n_s[block], cost_s[block])
+        if not method.trainable:
+            outcome(*method.replay(rows, tables), verifier, whole)
+            continue
+        outs = []
+        for k in range(folds):
+            cal = tables.subset(row_fold != k)
+            fitted = method.fitted(cal.rows, correct[row_fold != k], cal)
+            outs.append(outcome(*fitted.replay(rows, tables), verifier))
+        for j, part in enumerate(whole):
+            part[...] = outs[0][j]
+            for k in range(1, folds):
+                part[:, fold_of == k] = outs[k][j][:, fold_of == k]
+        learned.append((block, outs))
+    fold_correct = _PerFold(correct_s, learned, 0, folds)
+    fold_cost = _PerFold(cost_s, learned, 2, folds)
     tokens_s = cost_s if has_tokens else np.full(n_s.shape, np.nan)
 
     # fixed-N baselines at every N = 1..M (no hyper-parameters: all questions)
