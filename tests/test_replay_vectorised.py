@@ -279,17 +279,21 @@ def test_per_fold_arrays_stacked_on_use():
     cost = PolicyMethod("Cost", CostAware(), {"price": (1e-5, 1e-3), "n_max": (8, 12)})
     ev = evaluate(pool, [esc, cost], orders=3, folds=3, seed=4)
     assert len(ev.fold_correct) == len(ev.fold_cost) == 3
+    index = ([0, 1], [2, 3, 5], [1, 4, 6, 7], [7, 2])
     for k in range(3):
         test = ev.folds == k
         for arrays, whole in ((ev.fold_correct, ev.correct), (ev.fold_cost, ev.tokens)):
+            taken = [arrays.take(k, idx) for idx in index]  # before fold k's array is made
             stacked = arrays[k]
             assert stacked.shape == whole.shape and stacked is arrays[k - 3]
             assert np.array_equal(stacked[:, test], whole[:, test])  # held out: fold k's
-            for idx in ([0, 1], [2, 3, 5], [1, 4, 6, 7]):
-                assert np.array_equal(arrays.take(k, idx), stacked[idx])
+            for idx, rows in zip(index, taken, strict=True):
+                assert np.array_equal(rows, stacked[idx])
+                assert np.array_equal(arrays.take(k, idx), rows)
     # the ESC rows are every fold's; the cost-aware ones differ where the fits differ
     assert all(np.array_equal(ev.fold_correct[k][:4], ev.correct[:4]) for k in range(3))
     assert [a.shape for a in ev.fold_cost[1:]] == [ev.tokens.shape] * 2
+    assert any(not np.array_equal(ev.fold_cost[0][4:], ev.fold_cost[k][4:]) for k in (1, 2))
     plain = evaluate(pool, [esc], orders=3, folds=3, seed=4)
     assert all(plain.fold_correct[k] is plain.correct for k in range(3))
     assert np.array_equal(plain.fold_correct.take(2, [1, 3]), plain.correct[[1, 3]])
