@@ -16,6 +16,7 @@ online form. The chosen sample is the setting's selection rule after n samples
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import functools
 import itertools
@@ -267,7 +268,7 @@ class PolicyMethod(Method):
 
     def subset(self, keep: np.ndarray) -> PolicyMethod:
         """The method with only the settings where ``keep`` ([S] bool) is True."""
-        out = dataclasses.replace(self)
+        out = copy.copy(self)  # (not replace: that would build the grid again)
         object.__setattr__(out, "_policies", [p for p, k in zip(self.policies, keep,
                                                                  strict=True) if k])
         object.__setattr__(out, "_labels", [lb for lb, k in zip(
@@ -291,7 +292,7 @@ class PolicyMethod(Method):
                                             p.selection, p.n_max, p.round_size, rows.tokens,
                                             p.alpha, prefix=prefix)
             fitted.append(p.with_model(models[key]))
-        out = dataclasses.replace(self)
+        out = copy.copy(self)  # (not replace: that would build the grid again)
         object.__setattr__(out, "_policies", fitted)
         object.__setattr__(out, "_labels", self._labels)  # type: ignore[attr-defined]
         return out
