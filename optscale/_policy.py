@@ -325,10 +325,14 @@ class OptScale(Policy):
             return (*key, self.target, self.exceedance_prior)
         return (*key, self.prior_strength)
 
-    def decide(self, fit: Any) -> tuple[Any, Any]:
+    def decide(self, fit: Any, memo: dict | None = None) -> tuple[Any, Any]:
         """(N*, solver status) from a fit (a :class:`optscale.Fit` of this policy's family):
         the second half of :meth:`n_star`. Settings that share a fit (same peek, prior and
-        score range) can reuse it, as the replay harness does."""
+        score range) can reuse it, as the replay harness does; ``memo``, a dict the caller
+        keeps with that fit, also shares what the settings compute alike (the predictive
+        bound's nodes: per target, not per confidence or budget)."""
+        if memo is not None and memo.setdefault("fit", fit) is not fit:
+            raise ValueError("decide: memo was kept with another fit")
         if isinstance(fit, ExceedanceCounts):
             return self._decide_exceedance(fit)
         if isinstance(fit, FamilyChoice):
@@ -348,7 +352,8 @@ class OptScale(Policy):
         pick = np.concatenate([np.arange(size), np.zeros(_bucket(size) - size, np.int64)])
         mu, sigma = (np.atleast_1d(np.asarray(v, np.float64))[pick] for v in (fit.mu, fit.sigma))
         if self.predictive:
-            n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64)[pick])
+            n, status = self._predictive(mu, sigma, np.asarray(fit.cov, np.float64)[pick],
+                                         {} if memo is None else memo)
             return n[:size], status[:size]
         return self._solve(TruncatedNormal(mu, sigma, self.low, self.high), size)
 
@@ -367,31 +372,39 @@ class OptScale(Policy):
         status = np.where(k >= 1, Status.OK, status)  # the target is already reached
         return np.maximum(n_star, 1), status
 
-    def _predictive(self, mu, sigma, cov):
+    def _predictive(self, mu, sigma, cov, memo):
         """Posterior-predictive N*: the criterion averaged over Gauss-Hermite nodes of
         (mu, log sigma) ~ Normal((mu, log sigma), cov), by bisection over N (every criterion
         is monotone in N after averaging)."""
-        z, w = np.polynomial.hermite_e.hermegauss(self.gh_points)
-        w = w / w.sum()
-        z1, z2 = (a.ravel() for a in np.meshgrid(z, z, indexing="ij"))
-        wg = np.outer(w, w).ravel()
-        # Cholesky of the 2x2 covariance (floored so that it exists)
-        c11 = np.maximum(cov[:, 0, 0], 1e-300)
-        l11 = np.sqrt(c11)
-        l21 = cov[:, 1, 0] / l11
-        l22 = np.sqrt(np.maximum(cov[:, 1, 1] - l21**2, 0.0))
-        width = self.high - self.low
-        mu_n = np.clip(mu[:, None] + l11[:, None] * z1, self.low - width, self.high + width)
-        rho_n = np.log(sigma)[:, None] + l21[:, None] * z1 + l22[:, None] * z2
-        sigma_n = np.exp(np.clip(rho_n, np.log(1e-3 * width), np.log(10.0 * width)))
-        nodes = TruncatedNormal(mu_n, sigma_n, self.low, self.high)
-        log_f = np.asarray(nodes.logcdf(self.target), np.float64)
+        key = ("predictive", self.gh_points, self.low, self.high)
+        if key not in memo:
+            memo[key] = self._predictive_nodes(mu, sigma, cov)
+        wg, nodes = memo[key]
+        at = (*key, self.target)
+        if at not in memo:
+            memo[at] = np.asarray(nodes.logcdf(self.target), np.float64)
+        log_f = memo[at]
         lo = np.ones(len(mu))
         hi = np.full(len(mu), float(self.n_max))
 
         if self.criterion == "probability" and self.k == 1:
+            # P(success) of each (row, n), kept per target: settings that differ only in
+            # confidence or budget bisect over the same values
+            rows, kept = np.arange(len(mu)), (*at, "success")
+            table, known = memo.get(kept, (np.zeros((len(mu), 0)),) * 2)
+            if table.shape[1] < self.n_max:
+                table, known = (np.pad(v, ((0, 0), (0, self.n_max - v.shape[1])))
+                                for v in (table, known.astype(bool)))
+                memo[kept] = table, known
+
             def value(n):
-                return (wg * -np.expm1(n[:, None] * log_f)).sum(-1) >= self.confidence
+                col = n.astype(np.int64) - 1
+                todo = ~known[rows, col]
+                if todo.any():
+                    r = rows[todo]
+                    table[r, col[todo]] = (wg * -np.expm1(n[todo][:, None] * log_f[r])).sum(-1)
+                    known[r, col[todo]] = True
+                return table[rows, col] >= self.confidence
         elif self.criterion == "probability":
             def value(n):
                 p = np.asarray(_api.k_of_n_prob(nodes, self.target, n[:, None], self.k))
@@ -417,6 +430,24 @@ class OptScale(Policy):
         status = np.where(feasible, Status.OK, Status.INFEASIBLE)
         status = np.where(self.target <= self.low, Status.TRIVIAL, status)
         return hi.astype(np.int64), status.astype(np.int64)
+
+    def _predictive_nodes(self, mu, sigma, cov):
+        """The quadrature weights and the score distributions at the nodes of
+        :meth:`_predictive` (they do not depend on the criterion)."""
+        z, w = np.polynomial.hermite_e.hermegauss(self.gh_points)
+        w = w / w.sum()
+        z1, z2 = (a.ravel() for a in np.meshgrid(z, z, indexing="ij"))
+        wg = np.outer(w, w).ravel()
+        # Cholesky of the 2x2 covariance (floored so that it exists)
+        c11 = np.maximum(cov[:, 0, 0], 1e-300)
+        l11 = np.sqrt(c11)
+        l21 = cov[:, 1, 0] / l11
+        l22 = np.sqrt(np.maximum(cov[:, 1, 1] - l21**2, 0.0))
+        width = self.high - self.low
+        mu_n = np.clip(mu[:, None] + l11[:, None] * z1, self.low - width, self.high + width)
+        rho_n = np.log(sigma)[:, None] + l21[:, None] * z1 + l22[:, None] * z2
+        sigma_n = np.exp(np.clip(rho_n, np.log(1e-3 * width), np.log(10.0 * width)))
+        return wg, TruncatedNormal(mu_n, sigma_n, self.low, self.high)
 
     # ------------------------------------------------------------------ online
 

@@ -65,21 +65,29 @@ class GainModel:
         table_of, hold_of = prefix or cls.prefix_tables(scores, answers, selection, n_max,
                                                         alpha)
         size, width = scores.shape
-        rows = np.arange(size)
         table = np.zeros((n_max, _BINS))
-        for n in range(1, min(n_max, width)):
-            after = min(n + round_size, n_max, width)
-            ok = lengths >= after
-            if not ok.any():
-                continue
-            now = correct[rows, table_of[:, n - 1]]
-            then = correct[rows, table_of[:, after - 1]]
-            delta = (then.astype(np.float64) - now)[ok]
-            b = np.clip((hold_of[ok, n - 1] * _BINS).astype(np.int64), 0, _BINS - 1)
-            level = delta.mean()
-            sums = np.bincount(b, delta, minlength=_BINS)
-            counts = np.bincount(b, minlength=_BINS)
-            table[n] = (sums + shrink * level) / (counts + shrink)
+        last = min(n_max, width)
+        n = np.arange(1, last)
+        after = np.minimum(n + round_size, last)
+        # every n at once, in [B, n] tables: the kept values of a (n, bin) cell are summed in
+        # row order, as a loop over n would
+        right = np.take_along_axis(correct, table_of[:, :last].astype(np.int64), axis=1)
+        delta = right[:, after - 1].astype(np.float64) - right[:, :last - 1]  # n - 1 = 0, 1..
+        ok = lengths[:, None] >= after[None, :]
+        cell = (np.clip((hold_of[:, :last - 1] * _BINS).astype(np.int64), 0, _BINS - 1)
+                + np.arange(len(n)) * _BINS)[ok]
+        sums = np.bincount(cell, delta[ok], minlength=len(n) * _BINS).reshape(-1, _BINS)
+        counts = np.bincount(cell, minlength=len(n) * _BINS).reshape(-1, _BINS)
+        kept = ok.sum(axis=0)
+        if np.asarray(correct).dtype.kind in "biu":  # integer sums: exact in any order
+            with np.errstate(invalid="ignore", divide="ignore"):
+                level = sums.sum(axis=1) / kept
+        else:  # np.mean's own (pairwise) sum per n
+            level = np.array([delta[ok[:, i], i].mean() if kept[i] else np.nan
+                              for i in range(len(n))])
+        fitted = kept > 0
+        table[1:last][fitted] = ((sums + shrink * level[:, None])
+                                 / (counts + shrink))[fitted]
         if tokens is None:
             per_sample = 1.0
         else:

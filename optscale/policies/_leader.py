@@ -36,6 +36,8 @@ concentration) is a setting: small alpha trusts early agreement more.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import ndtr
@@ -44,7 +46,8 @@ from optscale._args import integer, real
 from optscale._selection import Selection, answer_codes
 from optscale.policies._base import Policy, PolicyState, Step
 
-__all__ = ["LeaderPosterior", "hold_probability", "prefix_probabilities", "state_probability"]
+__all__ = ["LeaderPosterior", "hold_probability", "prefix_holds", "prefix_probabilities",
+           "state_probability"]
 
 
 def hold_probability(weight: np.ndarray, count: np.ndarray, lead: np.ndarray,
@@ -58,42 +61,89 @@ def hold_probability(weight: np.ndarray, count: np.ndarray, lead: np.ndarray,
         alpha: the Dirichlet concentration of every answer (seen or new).
         new_weight: [B] the weight a sample of a new answer would add.
     """
-    weight, count = np.asarray(weight, np.float64), np.asarray(count, np.float64)
-    if weight.shape[1] == 0:  # no answer yet anywhere: no leader
-        weight, count = np.zeros((weight.shape[0], 1)), np.zeros((weight.shape[0], 1))
-    size = weight.shape[0]
-    rows = np.arange(size)
-    has_lead = lead >= 0
-    li = np.where(has_lead, lead, 0)
-    seen = count > 0
-    a = np.where(seen, alpha + count, 0.0)
-    a_new = alpha
-    total = a.sum(axis=1) + a_new
-    r = np.asarray(remaining, np.float64)
-    f = r * (total + r) / (total + 1.0)
-    m = np.where(seen, weight / np.maximum(count, 1.0), 0.0)
-    p = a / total[:, None]
-    p_l, m_l, w_l = p[rows, li], m[rows, li], weight[rows, li]
+    return _Gaps.of(weight, count, lead, alpha, new_weight).hold(remaining)
 
-    def tail(mean, var):
-        sd = np.sqrt(np.maximum(var, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(sd > 0, -mean / np.where(sd > 0, sd, 1.0), np.where(mean < 0, np.inf,
-                                                                               -np.inf))
-        return ndtr(z)
 
-    mean = (w_l[:, None] - weight) + r[:, None] * (m_l[:, None] * p_l[:, None] - m * p)
-    var = f[:, None] * (m_l[:, None] ** 2 * p_l[:, None] * (1 - p_l[:, None])
-                        + m**2 * p * (1 - p) + 2 * m_l[:, None] * m * p_l[:, None] * p)
-    challenger = seen.copy()
-    challenger[rows, li] = False
-    lose = np.where(challenger, tail(mean, var), 0.0).sum(axis=1)
-    p_new = a_new / total
-    new_mean = w_l + r * (m_l * p_l - new_weight * p_new)
-    new_var = f * (m_l**2 * p_l * (1 - p_l) + new_weight**2 * p_new * (1 - p_new)
+def _tail(mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """Phi(-mean / sd): the normal approximation of P(gap < 0)."""
+    sd = np.sqrt(np.maximum(var, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(sd > 0, -mean / np.where(sd > 0, sd, 1.0), np.where(mean < 0, np.inf,
+                                                                           -np.inf))
+    return ndtr(z)
+
+
+class _Gaps(NamedTuple):
+    """What :func:`hold_probability` computes before it knows the samples left: the leader's
+    gap to each challenger, E[D_c] = gap + R drift and Var[D_c] = f spread, for the seen
+    challengers (their ``row`` and their ``cell`` in the flattened [B, C] table) and for the
+    new-answer pseudo-cluster (per row). The budget then costs one pass over the challengers,
+    so that the budgets of a grid share the rest."""
+
+    has_lead: np.ndarray  # [B]
+    total: np.ndarray  # [B] the Dirichlet posterior's total concentration A
+    width: int  # C
+    row: np.ndarray  # [K] sorted
+    cell: np.ndarray  # [K] row * C + column
+    gap: np.ndarray  # [K] W_L - W_c
+    drift: np.ndarray  # [K] m_L p_L - m_c p_c
+    spread: np.ndarray  # [K] Var[D_c] / f
+    new_gap: np.ndarray  # [B] W_L
+    new_drift: np.ndarray  # [B]
+    new_spread: np.ndarray  # [B]
+
+    @classmethod
+    def of(cls, weight: np.ndarray, count: np.ndarray, lead: np.ndarray, alpha: float,
+           new_weight: np.ndarray) -> _Gaps:
+        # Every value is the same expression, evaluated in the same order, as over the full
+        # [B, C] table, so that the probability does not depend on which rows are computed
+        # together (nor on this form).
+        weight = np.ascontiguousarray(weight, np.float64)
+        count = np.ascontiguousarray(count, np.float64)
+        if weight.shape[1] == 0:  # no answer yet anywhere: no leader
+            weight, count = np.zeros((weight.shape[0], 1)), np.zeros((weight.shape[0], 1))
+        size, width = weight.shape
+        lead = np.asarray(lead)
+        has_lead = lead >= 0
+        at_lead = np.arange(size) * width + np.where(has_lead, lead, 0)  # flat positions
+        seen = count > 0
+        a = count + alpha
+        a *= seen
+        total = a.sum(axis=1) + alpha
+        c_l, w_l = count.ravel()[at_lead], weight.ravel()[at_lead]
+        p_l = np.where(c_l > 0, alpha + c_l, 0.0) / total
+        m_l = np.where(c_l > 0, w_l / np.maximum(c_l, 1.0), 0.0)
+        challenger = seen.ravel()
+        challenger[at_lead] = False
+        cell = np.flatnonzero(challenger)
+        row = cell // width
+        c, w = count.ravel()[cell], weight.ravel()[cell]
+        p = (alpha + c) / total[row]
+        m = w / np.maximum(c, 1.0)
+        pl, ml = p_l[row], m_l[row]
+        p_new = alpha / total
+        new_weight = np.asarray(new_weight, np.float64)
+        return cls(has_lead, total, width, row, cell, w_l[row] - w, ml * pl - m * p,
+                   ml**2 * pl * (1 - pl) + m**2 * p * (1 - p) + 2 * ml * m * pl * p,
+                   w_l, m_l * p_l - new_weight * p_new,
+                   m_l**2 * p_l * (1 - p_l) + new_weight**2 * p_new * (1 - p_new)
                    + 2 * m_l * new_weight * p_l * p_new)
-    lose = lose + tail(new_mean, new_var)
-    return np.where(has_lead, np.clip(1.0 - lose, 0.0, 1.0), 0.0)
+
+    def head(self, size: int) -> _Gaps:
+        """The first ``size`` rows."""
+        k = int(np.searchsorted(self.row, size))
+        return _Gaps(*(v[:size] for v in self[:2]), self.width,
+                     *(v[:k] for v in self[3:8]), *(v[:size] for v in self[8:]))
+
+    def hold(self, remaining: np.ndarray) -> np.ndarray:
+        """[B] P(the leader still leads) with ``remaining`` [B] samples left."""
+        r = np.asarray(remaining, np.float64)
+        f = r * (self.total + r) / (self.total + 1.0)
+        lose = np.zeros(len(r) * self.width)
+        lose[self.cell] = _tail(self.gap + r[self.row] * self.drift, f[self.row] * self.spread)
+        lose = lose.reshape(len(r), self.width).sum(axis=1) + _tail(
+            self.new_gap + r * self.new_drift, f * self.new_spread)
+        return np.where(self.has_lead, np.clip(1.0 - lose, 0.0, 1.0), 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,21 +223,53 @@ def prefix_probabilities(scores: np.ndarray, answers: np.ndarray, chosen: np.nda
     """[B, M] :func:`hold_probability` after every prefix of rows ``scores`` / integer
     ``answers`` [B, M] (``chosen``: the selection's table of them), for a budget ``n_max``
     (columns from n_max on are 0)."""
+    return prefix_holds(scores, answers, chosen, selection, [(alpha, n_max)])[0]
+
+
+# cells of a block's [prefixes, rows, answers] tables: bounds the memory of prefix_holds
+_BLOCK = 1 << 20
+
+
+def prefix_holds(scores: np.ndarray, answers: np.ndarray, chosen: np.ndarray,
+                 selection: Selection, settings: Sequence[tuple[float, int]]
+                 ) -> list[np.ndarray]:
+    """:func:`prefix_probabilities` for each (alpha, n_max) of ``settings``, computed
+    together: the answer counts and weights after every prefix do not depend on the setting,
+    nor the gaps they give on the budget. Equal, value for value, to the prefix-by-prefix
+    evaluation of :func:`hold_probability` over all rows (the answer columns are the rows'
+    codes)."""
     size, width = scores.shape
-    b = np.arange(size)
     codes = int(answers.max(initial=-1)) + 1
     w = selection.weights(scores)
-    cum_w = np.cumsum(w, axis=1)
     top = float(selection.weights(np.array([selection.high]))[0])
-    count = np.zeros((size, codes + 1))
-    weight = np.zeros((size, codes + 1))
-    prob = np.zeros((size, width))
-    for j in range(min(width, n_max)):
-        a = answers[:, j]
-        c = np.where(a >= 0, a, codes)
-        count[b, c] += a >= 0
-        weight[b, c] += np.where(a >= 0, w[:, j], 0.0)
-        prob[:, j] = hold_probability(weight[:, :codes], count[:, :codes], answers[b, chosen[:, j]],
-                                      np.full(size, n_max - (j + 1)), alpha,
-                                      (cum_w[:, j] + top) / (j + 2))
-    return prob
+    # the running sum, as the online form computes it
+    new_weight = (np.cumsum(w, axis=1) + top) / np.arange(2, width + 2)
+    lead = np.take_along_axis(answers, np.asarray(chosen, np.int64), axis=1)
+    depth = min(width, max((n for _, n in settings), default=0))
+    out = [np.zeros((size, width)) for _ in settings]
+    if codes == 0:  # no answer anywhere: no leader
+        return out
+    by_alpha: dict[float, list[int]] = {}
+    for i, (alpha, _) in enumerate(settings):
+        by_alpha.setdefault(alpha, []).append(i)
+    step = max(1, _BLOCK // max(depth * codes, 1))
+    for lo in range(0, size, step):
+        block = slice(lo, min(lo + step, size))
+        rows = block.stop - block.start
+        # prefix-major: row j * rows + i is row i after j + 1 samples, so that a budget's
+        # prefixes are the leading rows
+        a = answers[block, :depth].T
+        is_code = a[:, :, None] == np.arange(codes)
+        count = np.cumsum(is_code, axis=0, dtype=np.float64).reshape(-1, codes)
+        add = np.where(is_code, w[block, :depth].T[:, :, None], 0.0)
+        add[0] += 0.0  # sums start from +0.0, as an accumulator does
+        weight = np.cumsum(add, axis=0).reshape(-1, codes)
+        leader = lead[block, :depth].T.reshape(-1)
+        new = new_weight[block, :depth].T.reshape(-1)
+        for alpha, index in by_alpha.items():
+            gaps = _Gaps.of(weight, count, leader, alpha, new)
+            for i in index:
+                d = min(width, settings[i][1])
+                left = np.repeat(settings[i][1] - np.arange(1, d + 1), rows)
+                out[i][block, :d] = gaps.head(d * rows).hold(left).reshape(d, rows).T
+    return out

@@ -16,6 +16,7 @@ online form. The chosen sample is the setting's selection rule after n samples
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import functools
 import itertools
@@ -38,7 +39,7 @@ from optscale.policies import (
     Policy,
     asc_stop_probability,
 )
-from optscale.policies._leader import prefix_probabilities
+from optscale.policies._leader import prefix_holds
 from optscale.replay._prefix import Prefix, prefix_tables
 
 __all__ = ["DEFAULT_METHODS", "METHOD_KEYS", "Method", "PolicyMethod", "Rows", "Setting", "Tables",
@@ -65,14 +66,19 @@ class Rows(NamedTuple):
 
 
 class Tables:
-    """What every replay of the same rows shares: the prefix tables and, per selection rule,
-    the chosen sample after every prefix (computed once, on first use)."""
+    """What every replay of the same rows shares, computed once, on first use: the prefix
+    tables, per selection rule the chosen sample after every prefix, the answer posterior's
+    hold probabilities, and whatever a method's replay memoises (:meth:`memo`)."""
 
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
-        self.prefix: Prefix = prefix_tables(rows.answers)
         self._chosen: dict[Selection, np.ndarray] = {}
         self._hold: dict[tuple, np.ndarray] = {}
+        self._memo: dict[Any, Any] = {}
+
+    @functools.cached_property
+    def prefix(self) -> Prefix:
+        return prefix_tables(self.rows.answers)
 
     def chosen(self, selection: Selection) -> np.ndarray:
         if selection not in self._chosen:
@@ -82,12 +88,61 @@ class Tables:
     def hold(self, selection: Selection, alpha: float, n_max: int) -> np.ndarray:
         """The answer posterior's hold probability after every prefix (see
         :func:`optscale.policies.hold_probability`)."""
-        key = (selection, alpha, n_max)
-        if key not in self._hold:
-            self._hold[key] = prefix_probabilities(self.rows.scores, self.rows.answers,
-                                                   self.chosen(selection), selection, alpha,
-                                                   n_max)
-        return self._hold[key]
+        return self.holds(selection, [(alpha, n_max)])[0]
+
+    def holds(self, selection: Selection, settings: Sequence[tuple[float, int]]
+              ) -> list[np.ndarray]:
+        """:meth:`hold` for several (alpha, n_max), the missing ones computed together."""
+        missing = [s for s in dict.fromkeys(settings) if (selection, *s) not in self._hold]
+        if missing:
+            for s, table in zip(missing, self._compute_holds(selection, missing), strict=True):
+                self._hold[(selection, *s)] = table
+        return [self._hold[(selection, *s)] for s in settings]
+
+    def _compute_holds(self, selection: Selection, settings: list[tuple[float, int]]
+                       ) -> list[np.ndarray]:
+        return prefix_holds(self.rows.scores, self.rows.answers, self.chosen(selection),
+                            selection, settings)
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per ``key``: a pure function of these rows."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def subset(self, keep: np.ndarray) -> Tables:
+        """The tables of the rows where ``keep`` ([B] bool) is True, taken from these: every
+        table is computed row by row (the hold probabilities sum over the answer columns of
+        all these rows)."""
+        return _Subset(self, keep)
+
+
+class _Subset(Tables):
+    def __init__(self, parent: Tables, keep: np.ndarray) -> None:
+        super().__init__(Rows(*(None if v is None else v[keep] for v in parent.rows)))
+        self._parent, self._keep = parent, keep
+
+    @functools.cached_property
+    def prefix(self) -> Prefix:
+        return Prefix(*(t[self._keep] for t in self._parent.prefix))
+
+    def chosen(self, selection: Selection) -> np.ndarray:
+        if selection not in self._chosen:
+            self._chosen[selection] = self._parent.chosen(selection)[self._keep]
+        return self._chosen[selection]
+
+    def _compute_holds(self, selection: Selection, settings: list[tuple[float, int]]
+                       ) -> list[np.ndarray]:
+        return [t[self._keep] for t in self._parent.holds(selection, settings)]
+
+
+def _prefetch_holds(tables: Tables, policies: Sequence[Any]) -> None:
+    """Compute the hold tables ``policies`` read, those of a selection rule together."""
+    settings: dict[Selection, list[tuple[float, int]]] = {}
+    for p in policies:
+        settings.setdefault(p.selection, []).append((p.alpha, p.n_max))
+    for selection, pairs in settings.items():
+        tables.holds(selection, pairs)
 
 
 def _first(mask: np.ndarray) -> np.ndarray:
@@ -96,7 +151,8 @@ def _first(mask: np.ndarray) -> np.ndarray:
 
 
 def _take(table: np.ndarray, n: np.ndarray) -> np.ndarray:
-    return table[np.arange(len(n)), n - 1]
+    """``table[b, n[b] - 1]`` for every row b."""
+    return np.take(table, np.arange(len(n)) * table.shape[1] + (n - 1))
 
 
 class Method(abc.ABC):
@@ -125,8 +181,9 @@ class Method(abc.ABC):
 
     trainable = False
 
-    def fitted(self, rows: Rows, correct: np.ndarray) -> Method:
-        """The method with whatever it learns fitted on these (calibration) rows."""
+    def fitted(self, rows: Rows, correct: np.ndarray, tables: Tables | None = None) -> Method:
+        """The method with whatever it learns fitted on these (calibration) rows (``tables``:
+        theirs, when the caller has them)."""
         return self
 
 
@@ -211,31 +268,31 @@ class PolicyMethod(Method):
 
     def subset(self, keep: np.ndarray) -> PolicyMethod:
         """The method with only the settings where ``keep`` ([S] bool) is True."""
-        out = dataclasses.replace(self)
+        out = copy.copy(self)  # (not replace: that would build the grid again)
         object.__setattr__(out, "_policies", [p for p, k in zip(self.policies, keep,
                                                                  strict=True) if k])
         object.__setattr__(out, "_labels", [lb for lb, k in zip(
             self._labels, keep, strict=True) if k])  # type: ignore[attr-defined]
         return out
 
-    def fitted(self, rows: Rows, correct: np.ndarray) -> PolicyMethod:
+    def fitted(self, rows: Rows, correct: np.ndarray, tables: Tables | None = None
+               ) -> PolicyMethod:
         if not self.trainable:
             return self
+        tables = Tables(rows) if tables is None else tables
+        _prefetch_holds(tables, self.policies)
         models: dict[tuple, GainModel] = {}
-        prefixes: dict[tuple, tuple] = {}  # shared by the round sizes
         fitted = []
         for p in self.policies:
             key = (p.selection, p.n_max, p.round_size, p.alpha)
             if key not in models:
-                shared = key[:2] + key[3:]
-                if shared not in prefixes:
-                    prefixes[shared] = GainModel.prefix_tables(rows.scores, rows.answers,
-                                                               p.selection, p.n_max, p.alpha)
+                # the prefix tables do not depend on the round size
+                prefix = (tables.chosen(p.selection), tables.hold(p.selection, p.alpha, p.n_max))
                 models[key] = GainModel.fit(rows.scores, rows.answers, correct, rows.lengths,
                                             p.selection, p.n_max, p.round_size, rows.tokens,
-                                            p.alpha, prefix=prefixes[shared])
+                                            p.alpha, prefix=prefix)
             fitted.append(p.with_model(models[key]))
-        out = dataclasses.replace(self)
+        out = copy.copy(self)  # (not replace: that would build the grid again)
         object.__setattr__(out, "_policies", fitted)
         object.__setattr__(out, "_labels", self._labels)  # type: ignore[attr-defined]
         return out
@@ -341,19 +398,16 @@ def _optscale(policies: list[OptScale], rows: Rows, tables: Tables) -> np.ndarra
     drawn = np.arange(width)[None, :] < rows.lengths[:, None]
     # the one-shot shortcut reads the first n_peek scores: only where none is missing
     complete = not np.any(np.isnan(rows.scores) & drawn)
-    fits: dict[tuple, Any] = {}
     out = []
     for p in policies:
         if p.rule == "one-shot" and complete:
             # N* is decided once from the peek: n_used = min(max(n_peek, N*), pool, n_max),
             # or the peek alone when stop_on_target and a peek score reached the target
             peek = min(p.n_peek, width)
-            scores = np.where(drawn, rows.scores, 0.5)[:, :peek]
-            mask = np.arange(peek)[None, :] < rows.lengths[:, None]
-            key = p.fit_key()
-            if key not in fits:
-                fits[key] = p.fit(scores, mask, prior)
-            n_star, _ = p.decide(fits[key])
+            scores, mask = tables.memo(("peek", peek), lambda peek=peek: (
+                np.where(drawn[:, :peek], rows.scores[:, :peek], 0.5),
+                np.arange(peek)[None, :] < rows.lengths[:, None]))
+            n_star = _n_star(p, tables, scores, mask, prior)
             cap = np.minimum(rows.lengths, p.n_max)
             n = np.minimum(np.maximum(p.n_peek, n_star), cap)
             if p.stop_on_target:
@@ -365,39 +419,60 @@ def _optscale(policies: list[OptScale], rows: Rows, tables: Tables) -> np.ndarra
     return np.stack(out)
 
 
+def _n_star(policy: OptScale, tables: Tables, scores: np.ndarray, mask: np.ndarray,
+            prior: Any) -> np.ndarray:
+    """The one-shot N* of every row, shared by the settings (of any method) that fit and
+    decide alike: the fit depends on :meth:`~optscale.OptScale.fit_key`, the decision on every
+    field but the selection rule and stop-on-target."""
+    fit = tables.memo(("fit", policy.fit_key(), scores.shape[1]),
+                      lambda: policy.fit(scores, mask, prior))
+    memo = tables.memo(("decide memo", policy.fit_key(), scores.shape[1]), dict)
+    same = dataclasses.replace(policy, stop_on_target=False, selection=Selection("max"))
+    return tables.memo(("decide", same, scores.shape[1]), lambda: policy.decide(fit, memo)[0])
+
+
+def _checkpoints(stop: np.ndarray, sizes: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Samples drawn by a rule that looks at checkpoints of ``sizes`` samples ([K],
+    increasing) and stops at the first where ``stop`` ([B, K]) holds, or at ``cap`` ([B])."""
+    if not len(sizes):
+        return cap.astype(np.int64)
+    first = np.where(stop.any(axis=1), sizes[np.argmax(stop, axis=1)], np.iinfo(np.int64).max)
+    return np.minimum(first, cap)
+
+
 def _leader(policies: list[LeaderPosterior], rows: Rows, tables: Tables) -> np.ndarray:
     width = rows.scores.shape[1]
-    m = np.arange(1, width + 1)[None, :]
+    _prefetch_holds(tables, policies)
     out = np.zeros((len(policies), len(rows.lengths)), np.int64)
-    groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(policies):
-        groups.setdefault((p.selection, p.alpha, p.n_max), []).append(i)
-    for (selection, alpha, n_max), idx in groups.items():
-        prob = tables.hold(selection, alpha, n_max)
-        for i in idx:
-            p = policies[i]
-            cap = np.minimum(p.n_max, rows.lengths)[:, None]
-            check = (m % p.round_size == 0) & (prob >= p.confidence)
-            out[i] = _first((check & (m <= cap)) | (m == cap))
+        prob = tables.hold(p.selection, p.alpha, p.n_max)
+        last = min(p.n_max, width)
+        sizes = np.arange(p.round_size, last + 1, p.round_size)
+        out[i] = _checkpoints(prob[:, p.round_size - 1:last:p.round_size] >= p.confidence,
+                              sizes, np.minimum(p.n_max, rows.lengths))
     return out
 
 
 def _cost(policies: list[CostAware], rows: Rows, tables: Tables) -> np.ndarray:
-    size, width = rows.scores.shape
+    width = rows.scores.shape[1]
     m = np.arange(1, width + 1)
     per_sample = None
     if rows.tokens is not None:
         per_sample = np.cumsum(np.asarray(rows.tokens, np.float64), axis=1) / m[None, :]
+    _prefetch_holds(tables, policies)
+    gains: dict[tuple, np.ndarray] = {}  # settings that differ only in price share the gains
     out = []
     for p in policies:
         if p.model is None:
             raise ValueError("CostAware: no gain model (the protocol fits one per fold)")
-        hold = tables.hold(p.selection, p.alpha, p.n_max)
-        t = p.model.tokens_per_sample if per_sample is None else per_sample
-        gain = p.model.gain(m[None, :], hold)
-        stop = (m[None, :] % p.round_size == 0) & (gain < p.price * p.round_size * t)
-        cap = np.minimum(p.n_max, rows.lengths)[:, None]
-        out.append(_first((stop & (m[None, :] <= cap)) | (m[None, :] == cap)))
+        sizes = np.arange(p.round_size, min(p.n_max, width) + 1, p.round_size)
+        key = (p.model, p.selection, p.alpha, p.n_max, p.round_size)
+        if key not in gains:
+            hold = tables.hold(p.selection, p.alpha, p.n_max)
+            gains[key] = p.model.gain(sizes[None, :], hold[:, sizes - 1])
+        t = p.model.tokens_per_sample if per_sample is None else per_sample[:, sizes - 1]
+        stop = gains[key] < p.price * p.round_size * t
+        out.append(_checkpoints(stop, sizes, np.minimum(p.n_max, rows.lengths)))
     return np.stack(out)
 
 

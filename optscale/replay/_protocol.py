@@ -87,9 +87,9 @@ class Evaluation:
     notes: tuple[str, ...] = ()  # warnings: clipped budgets, skipped settings
     policies: tuple = ()  # the policy of each setting (a trained one before its fit)
     # per fold k: [S, Q, R] correct / cost as replayed with what fold k's calibration fitted
-    # (the same arrays for every fold unless a method learns)
-    fold_correct: tuple = ()
-    fold_cost: tuple = ()
+    # (the all-question arrays for every fold unless a method learns; stacked on first use)
+    fold_correct: Sequence = ()
+    fold_cost: Sequence = ()
 
     @property
     def cost_name(self) -> str:
@@ -107,6 +107,46 @@ class Evaluation:
                      tokens=float(np.nanmean(self.tokens[i])) if self.has_tokens else np.nan,
                      pareto=bool(frontier[i]))
                 for i, s in enumerate(self.settings)]
+
+
+class _PerFold(Sequence):
+    """Per fold k, the [S, Q, R] array of one replay outcome as replayed with fold k's fit:
+    the all-question array but in the rows of the methods fitted per fold, made on first
+    use; evaluating reads a few settings at a time (:meth:`take`), so that the K full arrays
+    are made only for a caller that asks."""
+
+    def __init__(self, whole: np.ndarray, learned: list[tuple[slice, list[tuple]]], j: int,
+                 folds: int) -> None:
+        self._whole, self._learned, self._j, self._folds = whole, learned, j, folds
+        self._made: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._folds
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return tuple(self[i] for i in range(self._folds)[k])
+        k = range(self._folds)[k]
+        if not self._learned:  # every fold replayed alike
+            return self._whole
+        if k not in self._made:
+            made = self._whole.copy()
+            for block, outs in self._learned:
+                made[block] = outs[k][self._j]
+            self._made[k] = made
+        return self._made[k]
+
+    def take(self, k: int, idx: Sequence[int]) -> np.ndarray:
+        """``self[k][idx]``, without making ``self[k]``."""
+        if k in self._made:
+            return self._made[k][idx]
+        idx = np.asarray(idx, np.int64)
+        out = self._whole[idx]
+        for block, outs in self._learned:
+            inside = (idx >= block.start) & (idx < block.stop)
+            if inside.any():
+                out[inside] = outs[k][self._j][idx[inside] - block.start]
+        return out
 
 
 def _pareto(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -177,23 +217,12 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     has_tokens = pool.tokens is not None
     max_samples = int(pool.lengths.max())
 
-    def outcome(n_used, pick, verifier):
-        """(correct, n, cost) arrays [S, Q, R] of replay results [S, B]."""
-        spent = cum_tokens[b, n_used - 1] + verifier_tokens * verifier[:, None] * n_used
-        cost = spent if has_tokens else n_used.astype(float)
-        return (correct[b, pick].reshape(-1, q, orders), n_used.reshape(-1, q, orders),
-                cost.reshape(-1, q, orders))
-
     settings: list[Setting] = []
     policies: list = []
-    per_fold: list[list[tuple]] = []  # per method: K (correct, n, cost) triples
     skipped: dict[str, str] = {}
     notes: list[str] = []
-    todo = list(methods)
-    if progress:
-        from tqdm.auto import tqdm
-        todo = tqdm(todo, desc="replay", unit="method")
-    for method in todo:
+    runs: list[Method] = []
+    for method in methods:
         if method.needs_prior() and pool.prior is None:
             skipped[method.name] = "the pool has no per-question prior"
             continue
@@ -205,36 +234,59 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
             method = method.subset(keep)  # noqa: PLW2901
             notes.append(f"{method.name}: only the settings that read no scores (the pool's "
                          "scores mean nothing)")
-        verifier = method.verifier_mask().astype(float)
-        if method.trainable:
-            outs = []
-            for k in range(folds):
-                cal = row_fold != k
-                fitted = method.fitted(Rows(*(None if v is None else v[cal] for v in rows)),
-                                       correct[cal])
-                outs.append(outcome(*fitted.replay(rows, tables), verifier))
-        else:
-            outs = [outcome(*method.replay(rows, tables), verifier)] * folds
+        runs.append(method)
         settings += method.settings()
         policies += list(getattr(method, "policies", [None] * len(method.settings())))
-        per_fold.append(outs)
     if not settings:
         raise ValueError("no method could run on this pool: " + "; ".join(
             f"{k}: {v}" for k, v in skipped.items()))
-    # per fold, [S, Q, R] by stacking methods along S (one array for every fold unless a
-    # method was fitted per fold)
-    shared = all(outs[k] is outs[0] for outs in per_fold for k in range(folds))
-    stacked = [tuple(np.concatenate([outs[k][j] for outs in per_fold]) for j in range(3))
-               for k in range(1 if shared else folds)]
-    stacked = stacked * folds if shared else stacked
-    fold_correct, fold_n, fold_cost = ([v[j] for v in stacked] for j in range(3))
-    # all-question arrays: each question from its own fold's (held-out) replay
-    correct_s, n_s, cost_s = (v[0].copy() for v in (fold_correct, fold_n, fold_cost))
-    for k in range(1, folds):
-        test = fold_of == k
-        for whole, part in ((correct_s, fold_correct), (n_s, fold_n), (cost_s, fold_cost)):
-            if part[k] is not part[0]:
-                whole[:, test] = part[k][:, test]
+
+    # all-question arrays [S, Q, R], methods stacked along S: each question from its own
+    # fold's (held-out) replay (only a method fitted per fold differs between folds)
+    shape = (len(settings), q, orders)
+    correct_s, n_s, cost_s = np.empty(shape, bool), np.empty(shape, np.int64), np.empty(shape)
+    start_of = b * m  # flat position of each row's first sample (gathers by flat index)
+
+    def outcome(n_used, pick, verifier, out=None):
+        """(correct, n, cost) arrays [S, Q, R] of replay results [S, B] (into ``out``)."""
+        size = (len(n_used), q, orders)
+        c, n, cost = out or (np.empty(size, bool), np.empty(size, np.int64), np.empty(size))
+        np.take(correct, pick + start_of, out=c.reshape(len(n_used), -1))
+        n[...] = n_used.reshape(size)
+        if not has_tokens:
+            cost[...] = n
+        else:
+            np.take(cum_tokens, n_used - 1 + start_of, out=cost.reshape(len(n_used), -1))
+            if verifier_tokens:
+                cost += verifier_tokens * verifier[:, None, None] * n
+        return c, n, cost
+
+    learned: list[tuple[slice, list[tuple]]] = []  # per method fitted per fold: K outcomes
+    start = 0
+    todo = runs
+    if progress:
+        from tqdm.auto import tqdm
+        todo = tqdm(todo, desc="replay", unit="method")
+    for method in todo:
+        block = slice(start, start + len(method.settings()))
+        start = block.stop
+        verifier = method.verifier_mask().astype(float)
+        whole = (correct_s[block], n_s[block], cost_s[block])
+        if not method.trainable:
+            outcome(*method.replay(rows, tables), verifier, whole)
+            continue
+        outs = []
+        for k in range(folds):
+            cal = tables.subset(row_fold != k)
+            fitted = method.fitted(cal.rows, correct[row_fold != k], cal)
+            outs.append(outcome(*fitted.replay(rows, tables), verifier))
+        for j, part in enumerate(whole):
+            part[...] = outs[0][j]
+            for k in range(1, folds):
+                part[:, fold_of == k] = outs[k][j][:, fold_of == k]
+        learned.append((block, outs))
+    fold_correct = _PerFold(correct_s, learned, 0, folds)
+    fold_cost = _PerFold(cost_s, learned, 2, folds)
     tokens_s = cost_s if has_tokens else np.full(n_s.shape, np.nan)
 
     # fixed-N baselines at every N = 1..M (no hyper-parameters: all questions)
@@ -274,16 +326,16 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
             chosen = []
             for k in range(folds):
                 cal, test = fold_of != k, fold_of == k
-                acc = fold_correct[k][idx][:, cal].mean(axis=(1, 2))
-                cost = fold_cost[k][idx][:, cal].mean(axis=(1, 2))
+                acc = fold_correct.take(k, idx)[:, cal].mean(axis=(1, 2))
+                cost = fold_cost.take(k, idx)[:, cal].mean(axis=(1, 2))
                 ok = acc >= reference_accuracy(at, cal) - tolerance - 1e-12
                 pick = np.argmin(np.where(ok, cost, np.inf)) if ok.any() else \
                     np.lexsort((cost, -acc))[0]
                 i = idx[pick]
                 chosen.append(settings[i].label)
-                held_correct[test] = fold_correct[k][i, test]
-                held_n[test] = fold_n[k][i, test]
-                held_cost[test] = fold_cost[k][i, test]
+                held_correct[test] = correct_s[i, test]  # (fold k's replay, as held out)
+                held_n[test] = n_s[i, test]
+                held_cost[test] = cost_s[i, test]
             per_order = held_correct.mean(axis=0)
             accuracy = float(per_order.mean())
             cost = float(held_cost.mean())
@@ -300,7 +352,7 @@ def evaluate(pool: Pool, methods: Sequence[Method], *, orders: int = 20, folds: 
     return Evaluation(settings, correct_s, n_s, tokens_s, bon_accuracy, bon_cost_mean, fold_of,
                       selected, skipped, pool.simulated, has_tokens, orders, tolerance,
                       match_tolerance, verifier_tokens, reference, bon_monotone, max_samples,
-                      tuple(notes), tuple(policies), tuple(fold_correct), tuple(fold_cost))
+                      tuple(notes), tuple(policies), fold_correct, fold_cost)
 
 
 def _check_arguments(pool, orders, folds, tolerance, match_tolerance, verifier_tokens):
