@@ -43,6 +43,7 @@ def _extensions():
         "optscale._fast",
         ["optscale/_fast.pyx"],
         extra_compile_args=["-O3", *compile_flags] if sys.platform != "win32" else compile_flags,
+        include_dirs=["optscale"],
         extra_link_args=link_flags,
         # Without a working C compiler the package still installs (JAX and NumPy backends);
         # CI asserts that the extension was built.
