@@ -244,7 +244,7 @@ def k_of_n_prob(const floating[:] mu, const floating[:] sigma, const floating[:]
 # answer the bound cannot prove take the careful _logs above.
 
 cdef extern from "_fast_kernel.h":
-    int LANES "OPTSCALE_LANES"
+    int optscale_set_lanes(int lanes) noexcept nogil
     double TAIL_X_MAX "OPTSCALE_TAIL_X_MAX"
     int64_t ov1_fast_logs(double alpha, double beta, double z, int with_sf, double* lf,
                           double* dlf, double* ls, double* dls, double* log_size) noexcept nogil
@@ -252,6 +252,7 @@ cdef extern from "_fast_kernel.h":
                      double n_lo, double n_hi, double* n_out, int64_t* infeasible,
                      double* achieved) noexcept nogil
     double ov1_tail(double x, double e2, double* err) noexcept nogil
+    double ov1_log1m(double s) noexcept nogil
     double ov1_exp(double x) noexcept nogil
     double ov1_one_minus_exp(double x) noexcept nogil
     Py_ssize_t optscale_best_block(
@@ -260,6 +261,17 @@ cdef extern from "_fast_kernel.h":
         const double* conf, Py_ssize_t s_c, double low, double high, double n_lo, double n_hi,
         int* out_n, int* out_status, double* out_achieved, Py_ssize_t* pending,
         double* pending_l1mc) noexcept nogil
+
+
+_lanes = optscale_set_lanes(0)
+
+
+def kernel_lanes(int lanes=0):
+    """Queries the k = 1 block kernel takes at a time: the widest the processor runs (0), or
+    fewer (1, 2), for the tests; returns the width in use."""
+    global _lanes
+    _lanes = optscale_set_lanes(lanes)
+    return _lanes
 
 
 def normal_tail(const double[:] x, double e2, double[::1] out, double[::1] err):
@@ -275,6 +287,13 @@ def inline_exp(const double[:] x, double[::1] out, double[::1] one_minus):
     for i in range(out.shape[0]):
         out[i] = ov1_exp(x[i])
         one_minus[i] = ov1_one_minus_exp(x[i])
+
+
+def inline_log1m(const double[:] s, double[::1] out):
+    """log(1 - s) (0 <= s < 1) by the kernels' log1m, for the tests."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = ov1_log1m(s[i])
 
 
 def fast_log_cdf(const double[:] alpha, const double[:] beta, const double[:] z,
@@ -528,9 +547,10 @@ cdef inline bint _fast_k(double alpha, double beta, double z, floating l1mc, dou
 cdef inline void _probability(floating mu, floating sigma, floating low, floating high,
                               floating t, floating c, floating l1mc, long long k,
                               long long n_min, long long n_max, double eps, double n_exact,
-                              double close, int* n_out, int* status_out,
+                              double close, bint try_fast, int* n_out, int* status_out,
                               floating* achieved_out) noexcept nogil:
-    """One element of min_samples_probability, l1mc = log(1 - c)."""
+    """One element of min_samples_probability, l1mc = log(1 - c); try_fast: False where the
+    fast path has already failed on it."""
     cdef double kf, n_lo, n_hi, alpha, beta, z, lcd, lsd
     if not (not isnan(t) and c > 0 and c < 1 and k >= 1 and n_min >= 1 and n_max >= n_min):
         n_out[0], status_out[0], achieved_out[0] = <int>n_max, INVALID, 0
@@ -548,7 +568,7 @@ cdef inline void _probability(floating mu, floating sigma, floating low, floatin
         return
     if t >= high:
         lcd, lsd = 0.0, -INFINITY  # exactly the careful path's values
-    else:
+    elif try_fast:
         z = (<double>t - mu) / sigma
         if kf <= 1:
             if _fast_best(alpha, beta, z, l1mc, n_lo, n_hi, eps, n_exact, close, n_out,
@@ -557,6 +577,8 @@ cdef inline void _probability(floating mu, floating sigma, floating low, floatin
         elif _fast_k(alpha, beta, z, l1mc, kf, n_lo, n_hi, eps, n_exact, n_out, status_out,
                      achieved_out):
             return
+        _logs(mu, sigma, low, high, t, &lcd, &lsd)
+    else:
         _logs(mu, sigma, low, high, t, &lcd, &lsd)
     _solve_probability(<floating>lcd, <floating>lsd, l1mc, kf, n_lo, n_hi, n_out, status_out,
                        achieved_out)
@@ -593,7 +615,7 @@ cdef void _probability_block(Py_ssize_t start, Py_ssize_t end, const floating* m
                 i = pending[j]
                 _probability(mu[i * s_mu], sigma[i * s_sigma], low[0], high[0],
                              target[i * s_t], conf[i * s_c], pending_l1mc[j], 1, n_min[0],
-                             n_max[0], eps, n_exact, close, &out_n[i], &out_status[i],
+                             n_max[0], eps, n_exact, close, False, &out_n[i], &out_status[i],
                              &out_achieved[i])
             return
     for i in range(start, end):
@@ -602,7 +624,7 @@ cdef void _probability_block(Py_ssize_t start, Py_ssize_t end, const floating* m
             c_last, l1mc = c, _log1m(c)
         _probability(mu[i * s_mu], sigma[i * s_sigma], low[i * s_low], high[i * s_high],
                      target[i * s_t], c, l1mc, k[i * s_k], n_min[i * s_lo], n_max[i * s_hi],
-                     eps, n_exact, close, &out_n[i], &out_status[i], &out_achieved[i])
+                     eps, n_exact, close, True, &out_n[i], &out_status[i], &out_achieved[i])
 
 
 def min_samples_probability(const floating[:] mu, const floating[:] sigma,

@@ -67,19 +67,45 @@ def test_fast_log_cdf_bound_holds_with_room():
     assert np.max(np.abs(lf - careful)[sel] / d[sel]) <= 0.25
 
 
-def test_two_lane_kernel_gives_the_one_lane_answers():
-    # a broadcast low and high take the two-lane kernel; the same values as arrays the
-    # one-lane path of each element (the careful path wherever neither proves the answer)
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_block_kernel_gives_the_one_query_answers(lanes):
+    # a broadcast low and high take the block kernel (1, 2 or 4 queries at a time); the same
+    # values as arrays take the one-query path of each element (and the careful path wherever
+    # neither proves the answer): the same n, status and achieved bits
     from optscale import _cython_backend as cy
 
-    rng = np.random.default_rng(2)
-    size = 60_000
-    mu = np.concatenate([rng.uniform(0.3, 1.0, size // 2), rng.uniform(-0.5, 1.5, size // 2)])
-    sigma = np.concatenate([rng.uniform(0.02, 0.3, size // 2), 10 ** rng.uniform(-3, 0, size // 2)])
-    target = np.where(rng.random(size) < 0.8, rng.uniform(0, 1, size), 0.95)
-    conf = np.where(rng.random(size) < 0.5, 0.95, rng.uniform(0.01, 0.999, size))
-    bulk = cy.min_samples(optscale.TruncatedNormal(mu, sigma), target, conf, n_max=10**6)
-    one = cy.min_samples(optscale.TruncatedNormal(mu, sigma, np.zeros(size), np.ones(size)),
-                         target, conf, n_max=10**6)
-    for a, b in zip(bulk, one, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    if _fast.kernel_lanes(lanes) != lanes:
+        _fast.kernel_lanes(0)
+        pytest.skip(f"no {lanes}-lane kernel on this processor or build")
+    try:
+        rng = np.random.default_rng(2)
+        for size in (5, 6, 7, 60_003):  # short last groups of every length
+            rest = size - size // 2
+            mu = np.concatenate([rng.uniform(0.3, 1.0, size // 2), rng.uniform(-0.5, 1.5, rest)])
+            sigma = np.concatenate([rng.uniform(0.02, 0.3, size // 2),
+                                    10 ** rng.uniform(-3, 0, rest)])
+            target = np.where(rng.random(size) < 0.8, rng.uniform(0, 1, size), 0.95)
+            conf = np.where(rng.random(size) < 0.5, 0.95, rng.uniform(0.01, 0.999, size))
+            strided = np.repeat(sigma, 2)[::2]  # a view with stride 2
+            for s in (sigma, strided):
+                bulk = cy.min_samples(optscale.TruncatedNormal(mu, s), target, conf,
+                                      n_max=10**6)
+                one = cy.min_samples(optscale.TruncatedNormal(mu, s, np.zeros(size),
+                                                              np.ones(size)),
+                                     target, conf, n_max=10**6)
+                for a, b in zip(bulk, one, strict=True):
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    finally:
+        _fast.kernel_lanes(0)
+
+
+def test_log1m_is_within_two_eps():
+    rng = np.random.default_rng(3)
+    s = np.concatenate([rng.uniform(0, 1, 5000), 10 ** rng.uniform(-20, 0, 2000),
+                        1 - 10 ** rng.uniform(-16, -0.1, 1000),
+                        [0.0, 2**-9, 2**-5, np.nextafter(2**-5, 0), 0.25, 0.5, 0.75, 1 - 2**-53]])
+    got = np.empty_like(s)
+    _fast.inline_log1m(s, got)
+    with mp.workdps(40):
+        want = np.array([float(mp.log1p(-mp.mpf(v))) for v in s])
+    assert np.all(np.abs(got - want) <= 2 * EPS * np.abs(want))
