@@ -14,7 +14,7 @@ precision, so that their answers satisfy the definitions in that precision.
 from cython.parallel import prange
 from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
 from libc.stdint cimport int64_t
-from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, hypot,
+from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, frexp, hypot,
                         isfinite, isnan, log, log1p, sqrt)
 from scipy.special.cython_special cimport betainc, log_ndtr, ndtri_exp
 
@@ -255,6 +255,11 @@ cdef extern from "_fast_kernel.h":
     double ov1_log1m(double s) noexcept nogil
     double ov1_exp(double x) noexcept nogil
     double ov1_one_minus_exp(double x) noexcept nogil
+    void optscale_logs_block(
+        Py_ssize_t start, Py_ssize_t end, const double* mu, Py_ssize_t s_mu,
+        const double* sigma, Py_ssize_t s_sigma, const double* target, Py_ssize_t s_t,
+        const double* conf, Py_ssize_t s_c, double low, double high, char* ok, double* lf,
+        double* dlf, double* ls, double* dls, double* size, double* l1mc) noexcept nogil
     Py_ssize_t optscale_best_block(
         Py_ssize_t start, Py_ssize_t end, const double* mu, Py_ssize_t s_mu,
         const double* sigma, Py_ssize_t s_sigma, const double* target, Py_ssize_t s_t,
@@ -355,10 +360,19 @@ cdef inline bint _best_exact(double n, double lf, double d, double l1mc, double 
     return (m <= n_lo or (m - 1.0) * (a + d) < big_b) and n <= n_exact
 
 
+cdef inline double _log_bound(double x) noexcept nogil:
+    """An upper bound on log x for x >= 1 (e ln 2 for x < 2^e)."""
+    cdef int e
+    frexp(x, &e)
+    return e * LN2
+
+
 cdef inline double _k_slack(double m, double kf, double lf, double ls, double d_lf,
                             double d_ls, double eps) noexcept nogil:
+    """How far the careful lower binomial tail at m may lie from the fast one (see
+    _k_verified); log1p(m) of the terms' size is bounded by the exponent of m + 1."""
     cdef double als = fabs(ls) if isfinite(ls) else 0.0
-    cdef double size = m * fabs(lf) + (kf - 1.0) * (als + fabs(lf) + log1p(m)) + 1.0
+    cdef double size = m * fabs(lf) + (kf - 1.0) * (als + fabs(lf) + _log_bound(m + 1.0)) + 1.0
     return m * d_lf + (kf - 1.0) * d_ls + 8.0 * (kf + 2.0) * eps * size
 
 
@@ -429,64 +443,84 @@ cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, dou
     achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
 
 
-cdef inline double _log_poly(double n, double r, double kf) noexcept nogil:
-    """log sum_{j<k} C(n, j) r^j (inf on overflow): log P(Bin(n, S) <= k - 1) - n log F with
-    r = S / F."""
-    cdef double term = 1.0, acc = 1.0, j = 1.0
+cdef inline double _lower_sum(double n, double lf, double r, double kf,
+                             double* slope) noexcept nogil:
+    """log P(Bin(n, S) <= k - 1) = n log F + log sum_{j<k} C(n, j) r^j with r = S / F (n >= k),
+    and into slope its derivative in n; inf where the sum overflows. One log, against the k
+    logs, exps and log1ps of _log_binom_lower's recurrence."""
+    cdef double term = 1.0, acc = 1.0, d_acc = 0.0, harmonic = 0.0, j = 1.0
     while j < kf:
+        harmonic = harmonic + 1.0 / (n - j + 1.0)  # d log C(n, j) / dn
         term = term * ((n - j + 1.0) / j) * r
         acc = acc + term
+        d_acc = d_acc + term * harmonic
         j = j + 1.0
-    return log(acc)
+    slope[0] = lf + d_acc / acc
+    return n * lf + log(acc)
 
 
-cdef inline double _k_candidate(double lf, double ls, double l1mc, double kf, double n_lo,
-                                double n_hi) noexcept nogil:
-    """The k-of-N answer from log F and log S, or -1 (beyond n_max, or no convergence).
+cdef inline double _k_search(double lf, double ls, double l1mc, double kf, double lo,
+                             double n_hi, double* at_n, double* at_prev) noexcept nogil:
+    """The smallest n in [lo, n_hi] (lo = max(k, n_min)) whose lower tail (_lower_sum) is at
+    most log(1 - c), or -1 (beyond n_hi, an overflow, no convergence); into at_n and at_prev
+    the tail at n and n - 1 (n > lo). Only a search: the caller verifies the answer.
 
-    n log F + log P(n) <= log(1 - c) with log P (see _log_poly) nondecreasing in n: iterating
-    n <- ceil((|log(1 - c)| + log P(n)) / |log F|) from the k = 1 answer increases n
-    to the smallest solution, in a few steps (log P grows like (k - 1) log n). The caller
-    verifies the answer with the careful path's own function; this is only the search."""
-    cdef double a = -lf, b = -l1mc, r = exp(ls - lf), n, m, lp
+    The tail is at least n log F, so the answer is at least the k = 1 one, x. Past it, Newton
+    on the tail (decreasing in n, concave for large n, so its steps land at or beyond the
+    crossing) in a few steps, then unit steps to the smallest integer that meets it."""
+    cdef double r = exp(ls - lf), x, v, slope, dx, n, v_prev = NAN
     cdef int it
-    n = max(max(ceil(b / a), kf), n_lo)
-    for it in range(64):
-        if not (n <= n_hi):
+    x = max(ceil(l1mc / lf), lo)
+    for it in range(12):
+        v = _lower_sum(min(x, n_hi), lf, r, kf, &slope)
+        if not (isfinite(v) and slope < 0) or (x >= n_hi and v > l1mc):
+            return -1.0  # (the second: not met within the budget, infeasible)
+        dx = (v - l1mc) / -slope
+        x = x + dx
+        if fabs(dx) < 0.25:
+            break
+    n = min(max(ceil(x), lo), n_hi)
+    v = _lower_sum(n, lf, r, kf, &slope)
+    for it in range(16):
+        if v <= l1mc:
+            if n <= lo:
+                at_n[0], at_prev[0] = v, NAN
+                return n
+            v_prev = _lower_sum(n - 1.0, lf, r, kf, &slope)
+            if not (v_prev <= l1mc):
+                at_n[0], at_prev[0] = v, v_prev
+                return n
+            n, v = n - 1.0, v_prev
+        elif n < n_hi:
+            n = n + 1.0
+            v = _lower_sum(n, lf, r, kf, &slope)
+        else:
             return -1.0
-        lp = _log_poly(n, r, kf)
-        if not isfinite(lp):
-            lp = _log_binom_lower(ls, lf, n, kf) - n * lf
-        m = ceil((b + lp) / a)
-        if m <= n:
-            return n
-        n = m
     return -1.0
 
 
-cdef inline bint _k_verified(floating lf, floating ls, floating l1mc, double kf, double n_lo,
-                             double n, double d_lf, double d_ls, double eps, double n_exact,
-                             floating* lower_n) noexcept nogil:
-    """The careful k-of-N bisection ends on this OK answer n.
+cdef inline bint _k_verified(floating lf, floating ls, floating l1mc, double kf, double lo,
+                             double n, double at_n, double at_prev, double d_lf, double d_ls,
+                             double eps, double n_exact) noexcept nogil:
+    """The careful k-of-N bisection ends on this OK answer n, given the fast lower tails at n
+    and n - 1 (at_n, at_prev; _lower_sum).
 
     log P(Bin(n, S) <= k - 1) moves by at most n |d log F| + (k - 1) |d log S| when the logs
     do (its partial derivatives are E[n - j] <= n and E[j] <= k - 1), plus the rounding of the
-    k-term recurrence (8 (k + 2) eps times the size of its terms): with that margin at n and
-    n - 1 the careful bisection, which finds the smallest n meeting the criterion, ends on n.
-    (Infeasible answers go to the careful path, whose achieved value near 0 is rounding
-    (P(2 of N) of a target 15 sigma out): only it reproduces its own.) lower_n: the criterion's
-    value at n, from which the achieved probability follows.
+    careful path's k-term recurrence and of _lower_sum (each under 4 (k + 2) eps times the size
+    of the terms): with that margin at n and n - 1 the careful bisection, which finds the
+    smallest n meeting the criterion, ends on n. (Infeasible answers go to the careful path,
+    whose achieved value near 0 is rounding (P(2 of N) of a target 15 sigma out): only it
+    reproduces its own.)
     """
     cdef double b = <double>l1mc
     if n > n_exact:
         return False
-    lower_n[0] = <floating>_log_binom_lower(ls, lf, n, kf)
-    if <double>lower_n[0] > b - _k_slack(n, kf, lf, ls, d_lf, d_ls, eps):
+    if <double><floating>at_n > b - _k_slack(n, kf, lf, ls, d_lf, d_ls, eps):
         return False
-    if n <= max(kf, n_lo):
+    if n <= lo:
         return True
-    return <double><floating>_log_binom_lower(ls, lf, n - 1.0, kf) > b + _k_slack(
-        n - 1.0, kf, lf, ls, d_lf, d_ls, eps)
+    return <double><floating>at_prev > b + _k_slack(n - 1.0, kf, lf, ls, d_lf, d_ls, eps)
 
 
 cdef inline bint _fast_best(double alpha, double beta, double z, floating l1mc, double n_lo,
@@ -521,27 +555,36 @@ cdef inline bint _fast_best(double alpha, double beta, double z, floating l1mc, 
         return True
 
 
+cdef inline bint _k_decide(double lfd, double dlf, double lsd, double dls, double log_size,
+                           floating l1mc, double kf, double n_lo, double n_hi, double eps,
+                           double n_exact, int* n_out, int* status_out,
+                           floating* achieved_out) noexcept nogil:
+    """The k > 1 fast path from the fast logs and their bounds: True when it has written the
+    careful path's answer."""
+    cdef double n, at_n, at_prev, lo = max(kf, n_lo)
+    cdef floating lf = <floating>lfd, ls = <floating>lsd
+    if not (lf < 0 and isfinite(ls)):
+        return False
+    n = _k_search(<double>lf, <double>ls, <double>l1mc, kf, lo, n_hi, &at_n, &at_prev)
+    if n < 0 or not _k_verified(lf, ls, l1mc, kf, lo, n, at_n, at_prev,
+                                _margin(<double>lf, dlf, log_size, eps),
+                                _margin(<double>ls, dls, log_size, eps), eps, n_exact):
+        return False
+    n_out[0], status_out[0] = <int>n, OK
+    achieved_out[0] = <floating>(-expm1(<double><floating>at_n))
+    return True
+
+
 cdef inline bint _fast_k(double alpha, double beta, double z, floating l1mc, double kf,
                          double n_lo, double n_hi, double eps, double n_exact, int* n_out,
                          int* status_out, floating* achieved_out) noexcept nogil:
     """The k > 1 fast path of one element (low < t < high): True when it has written the
     careful path's answer."""
-    cdef double lfd, dlf, lsd, dls, log_size, n
-    cdef floating lf, ls, lower_n
+    cdef double lfd, dlf, lsd, dls, log_size
     if not _fast_logs(alpha, beta, z, &lfd, &dlf, &lsd, &dls, &log_size, True):
         return False
-    lf, ls = <floating>lfd, <floating>lsd
-    if not (lf < 0 and isfinite(ls)):
-        return False
-    n = _k_candidate(<double>lf, <double>ls, <double>l1mc, kf, n_lo, n_hi)
-    if n < 0 or not _k_verified(lf, ls, l1mc, kf, n_lo, n,
-                                _margin(<double>lf, dlf, log_size, eps),
-                                _margin(<double>ls, dls, log_size, eps), eps, n_exact,
-                                &lower_n):
-        return False
-    n_out[0], status_out[0] = <int>n, OK
-    achieved_out[0] = <floating>(-expm1(<double>lower_n))
-    return True
+    return _k_decide(lfd, dlf, lsd, dls, log_size, l1mc, kf, n_lo, n_hi, eps, n_exact, n_out,
+                     status_out, achieved_out)
 
 
 cdef inline void _probability(floating mu, floating sigma, floating low, floating high,
@@ -598,15 +641,22 @@ cdef void _probability_block(Py_ssize_t start, Py_ssize_t end, const floating* m
                              double n_exact, double close, int* out_n, int* out_status,
                              floating* out_achieved) noexcept nogil:
     """Elements [start, end) (strides in elements; 0 for a broadcast value). uniform: double,
-    k = 1 and one plainly valid low, high, n_min <= n_max for all; then the C kernel proves
-    the bulk four at a time, and only the rest goes to _probability, which takes every
-    element otherwise."""
+    and one plainly valid low, high, k, n_min <= n_max for all; then the C kernels prove the
+    bulk (k = 1 entirely, k > 1 its logs, several queries at a time), and only the rest goes
+    to _probability, which takes every element otherwise."""
     cdef Py_ssize_t i, j, count
+    # per element of the block: queries pending (k = 1), log(1 - c), the fast logs (k > 1)
     cdef Py_ssize_t pending[BLOCK]
     cdef double pending_l1mc[BLOCK]
+    cdef double lf[BLOCK]
+    cdef double dlf[BLOCK]
+    cdef double ls[BLOCK]
+    cdef double dls[BLOCK]
+    cdef double size[BLOCK]
+    cdef char ok[BLOCK]
     cdef floating c, c_last = NAN, l1mc = NAN
     if floating is double:
-        if uniform:
+        if uniform and k[0] == 1:
             count = optscale_best_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf,
                                         s_c, low[0], high[0], <double>n_min[0],
                                         <double>n_max[0], out_n, out_status, out_achieved,
@@ -617,6 +667,20 @@ cdef void _probability_block(Py_ssize_t start, Py_ssize_t end, const floating* m
                              target[i * s_t], conf[i * s_c], pending_l1mc[j], 1, n_min[0],
                              n_max[0], eps, n_exact, close, False, &out_n[i], &out_status[i],
                              &out_achieved[i])
+            return
+        if uniform:
+            optscale_logs_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c,
+                                low[0], high[0], ok, lf, dlf, ls, dls, size, pending_l1mc)
+            for i in range(start, end):
+                j = i - start
+                if not (ok[j] and _k_decide(lf[j], dlf[j], ls[j], dls[j], size[j],
+                                            pending_l1mc[j], <double>k[0], <double>n_min[0],
+                                            <double>n_max[0], eps, n_exact, &out_n[i],
+                                            &out_status[i], &out_achieved[i])):
+                    _probability(mu[i * s_mu], sigma[i * s_sigma], low[0], high[0],
+                                 target[i * s_t], conf[i * s_c], pending_l1mc[j], k[0],
+                                 n_min[0], n_max[0], eps, n_exact, close, False, &out_n[i],
+                                 &out_status[i], &out_achieved[i])
             return
     for i in range(start, end):
         c = conf[i * s_c]
@@ -649,7 +713,7 @@ def min_samples_probability(const floating[:] mu, const floating[:] sigma,
         eps, n_exact, close = DBL_EPSILON, 2251799813685248.0, 2.0 ** -41
     uniform = (floating is double and low.strides[0] == 0 and high.strides[0] == 0
                and k.strides[0] == 0 and n_min.strides[0] == 0 and n_max.strides[0] == 0
-               and k[0] == 1 and n_min[0] >= 1 and n_max[0] >= n_min[0]
+               and k[0] >= 1 and n_min[0] >= 1 and n_max[0] >= n_min[0]
                and fabs(low[0]) <= BIG and fabs(high[0]) <= BIG and low[0] < high[0])
     for b in prange(blocks, nogil=True, num_threads=threads, schedule="guided"):
         _probability_block(b * BLOCK, min(size, (b + 1) * BLOCK), &mu[0], mu.strides[0] // f,

@@ -2,7 +2,8 @@
    for one lane (ov1_*, any C compiler) and, with GCC or Clang vector extensions, for two
    (ov2_*: an SSE2 register, the baseline of x86-64, or a NEON one on arm64) and on x86-64 for
    four (ov4_*: AVX2, compiled for that target alone and taken where the processor has it).
-   optscale_best_block runs the k = 1 bulk with the widest. */
+   optscale_best_block runs the k = 1 bulk with the widest, optscale_logs_block the logs of the
+   k-of-N bulk. */
 
 #ifndef OPTSCALE_FAST_KERNEL_H
 #define OPTSCALE_FAST_KERNEL_H
@@ -215,6 +216,29 @@ static ptrdiff_t optscale_best_block(
 #endif
     return ov1_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c, low, high,
                      n_lo, n_hi, out_n, out_status, out_achieved, pending, pending_l1mc);
+}
+
+static void optscale_logs_block(
+        ptrdiff_t start, ptrdiff_t end, const double* mu, ptrdiff_t s_mu, const double* sigma,
+        ptrdiff_t s_sigma, const double* target, ptrdiff_t s_t, const double* conf,
+        ptrdiff_t s_c, double low, double high, char* ok, double* lf, double* dlf, double* ls,
+        double* dls, double* size, double* l1mc) {
+#ifdef OPTSCALE_HAVE_V4
+    if (optscale_lanes == 4) {
+        ov4_logs_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c, low, high,
+                       ok, lf, dlf, ls, dls, size, l1mc);
+        return;
+    }
+#endif
+#ifdef OPTSCALE_HAVE_V2
+    if (optscale_lanes == 2) {
+        ov2_logs_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c, low, high,
+                       ok, lf, dlf, ls, dls, size, l1mc);
+        return;
+    }
+#endif
+    ov1_logs_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c, low, high, ok,
+                   lf, dlf, ls, dls, size, l1mc);
 }
 
 #endif

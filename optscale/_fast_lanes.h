@@ -306,86 +306,107 @@ OV_INLINE void OV(store)(int* n_out, int* status_out, double* achieved_out, OV(d
     memcpy(achieved_out, &achieved, sizeof achieved);
 }
 
+/* One chunk of queries (at most OPTSCALE_CHUNK, from `chunk` on) in stages, each a loop of
+   independent iterations: one query's chain of dependent operations is long, and the processor
+   overlaps iterations only when a loop body is short. The arithmetic is OV(best)'s (but for the
+   decision), step by step: ok[g] holds the lanes where the bound applies (low < t < high,
+   _fast.pyx's _plain parameters, a valid confidence), lf / dlf log F and its error bound, s
+   and ds S and its, size the masses' log size, l1mc log(1 - c); log(1 - c) is taken once per
+   run of equal confidences (libm's log1p, as _fast.pyx's _log1m) over the chunks of a call. */
+typedef struct {
+    OV(d) alpha[OPTSCALE_CHUNK / OV_LANES], beta[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) z[OPTSCALE_CHUNK / OV_LANES], l1mc[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) ta[OPTSCALE_CHUNK / OV_LANES], tz[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) tb[OPTSCALE_CHUNK / OV_LANES], ea[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) ez[OPTSCALE_CHUNK / OV_LANES], eb[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) s[OPTSCALE_CHUNK / OV_LANES], f[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) ds[OPTSCALE_CHUNK / OV_LANES], size[OPTSCALE_CHUNK / OV_LANES];
+    OV(d) lf[OPTSCALE_CHUNK / OV_LANES], dlf[OPTSCALE_CHUNK / OV_LANES];
+    OV(i) ok[OPTSCALE_CHUNK / OV_LANES];
+    double c_last, l1mc_last;
+} OV(chunk_t);
+
+OV_INLINE int OV(chunk_logs)(OV(chunk_t)* st, ptrdiff_t chunk, ptrdiff_t todo, const double* mu,
+                             ptrdiff_t s_mu, const double* sigma, ptrdiff_t s_sigma,
+                             const double* target, ptrdiff_t s_t, const double* conf,
+                             ptrdiff_t s_c, double low, double high) {
+    int groups = (int)((todo + OV_LANES - 1) / OV_LANES), g, lane;
+    for (g = 0; g < groups; g++) {  /* the points, and which queries qualify */
+        ptrdiff_t at = chunk + g * OV_LANES;
+        int valid = (int)(todo - g * OV_LANES);
+        OV(d) m = OV(load)(mu, s_mu, at, valid, chunk);
+        OV(d) sg = OV(load)(sigma, s_sigma, at, valid, chunk);
+        OV(d) t = OV(load)(target, s_t, at, valid, chunk);
+        OV(d) c = OV(load)(conf, s_c, at, valid, chunk);
+        OV(d) l1mc = OV_SPLAT(st->l1mc_last);
+        OV(i) want;
+        if (!OV_ALL(OV_EQ(c, OV_SPLAT(st->c_last)))) {
+            for (lane = 0; lane < OV_LANES; lane++) {
+                double cl = OV_LANE(c, lane);
+                if (!(cl == st->c_last)) {
+                    st->c_last = cl;
+                    st->l1mc_last = log1p(-cl);
+                }
+                OV_SET_LANE(l1mc, lane, st->l1mc_last);
+            }
+        }
+        st->alpha[g] = (OV_SPLAT(low) - m) / sg;
+        st->beta[g] = (OV_SPLAT(high) - m) / sg;
+        st->z[g] = (t - m) / sg;
+        st->l1mc[g] = l1mc;
+        /* _fast.pyx's _plain, and a valid confidence and target inside the range */
+        want = OV_AND(OV_AND(OV_GT(c, OV_SPLAT(0.0)), OV_LT(c, OV_SPLAT(1.0))),
+                      OV_AND(OV_GT(t, OV_SPLAT(low)), OV_LT(t, OV_SPLAT(high))));
+        want = OV_AND(want, OV_AND(OV_LE(OV_ABS(m), OV_SPLAT(0x1p100)),
+                                   OV_AND(OV_GE(sg, OV_SPLAT(0x1p-60)),
+                                          OV_LE(sg, OV_SPLAT(0x1p100)))));
+        want = OV_AND(want, OV_AND(OV_GE(OV_SPLAT(high - low), OV_SPLAT(0x1p-60) * sg),
+                                   OV_AND(OV_LE(OV_ABS(st->alpha[g]), OV_SPLAT(0x1p60)),
+                                          OV_LE(OV_ABS(st->beta[g]), OV_SPLAT(0x1p60)))));
+        st->ok[g] = OV_AND(want, OV(central)(&st->alpha[g], &st->beta[g], &st->z[g]));
+    }
+    for (g = 0; g < groups; g++) {  /* the tails */
+        st->ta[g] = OV(tail)(OV_ABS(st->alpha[g]), 6.0, &st->ea[g]);
+        st->tz[g] = OV(tail)(OV_ABS(st->z[g]), 3.0, &st->ez[g]);
+        st->tb[g] = OV(tail)(OV_ABS(st->beta[g]), 6.0, &st->eb[g]);
+    }
+    for (g = 0; g < groups; g++) {  /* the masses */
+        st->ok[g] = OV(masses)(st->ok[g], st->z[g], st->ta[g], st->ea[g], st->tz[g], st->ez[g],
+                               st->tb[g], st->eb[g], &st->s[g], &st->f[g], &st->ds[g],
+                               &st->size[g]);
+    }
+    for (g = 0; g < groups; g++) {  /* log F and its error bound */
+        st->lf[g] = OV(log1m)(st->s[g]);
+        st->dlf[g] = OV(log_f_error)(st->lf[g], st->f[g], st->ds[g]);
+    }
+    return groups;
+}
+
 /* Queries [start, end) of min_samples_probability in double with k = 1 and one low, high,
    n_lo, n_hi for all (the caller has checked those: finite, |low|, |high| <= 2^100, low < high,
    1 <= n_lo <= n_hi): every query the k = 1 fast path proves gets its n, status and achieved
    value; the others are listed in `pending` (their count returned) for the careful path, with
-   log(1 - c) in pending_l1mc. Strides are in elements (0 for a broadcast value); log(1 - c) is
-   taken once per run of equal confidences (libm's log1p, as _fast.pyx's _log1m).
-
-   The work goes in stages over chunks of OPTSCALE_CHUNK queries (the points, the tails, the
-   masses, log F, the decision), each stage a loop of independent iterations: one query's chain
-   of dependent operations is long, and the processor overlaps iterations only when a loop body
-   is short. The arithmetic is OV(best)'s, step by step. */
+   log(1 - c) in pending_l1mc. Strides are in elements (0 for a broadcast value). */
 static OV_TARGET ptrdiff_t OV(block)(
         ptrdiff_t start, ptrdiff_t end, const double* mu, ptrdiff_t s_mu, const double* sigma,
         ptrdiff_t s_sigma, const double* target, ptrdiff_t s_t, const double* conf,
         ptrdiff_t s_c, double low, double high, double n_lo, double n_hi, int* out_n,
         int* out_status, double* out_achieved, ptrdiff_t* pending, double* pending_l1mc) {
-    enum { GROUPS = OPTSCALE_CHUNK / OV_LANES };
-    OV(d) alpha[GROUPS], beta[GROUPS], z[GROUPS], l1mc[GROUPS], ta[GROUPS], tz[GROUPS];
-    OV(d) tb[GROUPS], ea[GROUPS], ez[GROUPS], eb[GROUPS], s[GROUPS], f[GROUPS], ds[GROUPS];
-    OV(d) size[GROUPS];
-    OV(i) ok[GROUPS];
-    double c_last = NAN, l1mc_last = NAN;
+    OV(chunk_t) st;
     ptrdiff_t chunk, count = 0;
+    st.c_last = NAN;
+    st.l1mc_last = NAN;
     for (chunk = start; chunk < end; chunk += OPTSCALE_CHUNK) {
         ptrdiff_t todo = end - chunk < OPTSCALE_CHUNK ? end - chunk : OPTSCALE_CHUNK;
-        int groups = (int)((todo + OV_LANES - 1) / OV_LANES), g, lane;
-        for (g = 0; g < groups; g++) {  /* the points, and which queries qualify */
-            ptrdiff_t at = chunk + g * OV_LANES;
-            int valid = (int)(todo - g * OV_LANES);
-            OV(d) m = OV(load)(mu, s_mu, at, valid, chunk);
-            OV(d) sg = OV(load)(sigma, s_sigma, at, valid, chunk);
-            OV(d) t = OV(load)(target, s_t, at, valid, chunk);
-            OV(d) c = OV(load)(conf, s_c, at, valid, chunk);
-            OV(d) want_l1mc = OV_SPLAT(l1mc_last);
-            OV(i) want;
-            if (!OV_ALL(OV_EQ(c, OV_SPLAT(c_last)))) {
-                for (lane = 0; lane < OV_LANES; lane++) {
-                    double cl = OV_LANE(c, lane);
-                    if (!(cl == c_last)) {
-                        c_last = cl;
-                        l1mc_last = log1p(-cl);
-                    }
-                    OV_SET_LANE(want_l1mc, lane, l1mc_last);
-                }
-            }
-            alpha[g] = (OV_SPLAT(low) - m) / sg;
-            beta[g] = (OV_SPLAT(high) - m) / sg;
-            z[g] = (t - m) / sg;
-            l1mc[g] = want_l1mc;
-            /* _fast.pyx's _plain, and a valid confidence and target inside the range */
-            want = OV_AND(OV_AND(OV_GT(c, OV_SPLAT(0.0)), OV_LT(c, OV_SPLAT(1.0))),
-                          OV_AND(OV_GT(t, OV_SPLAT(low)), OV_LT(t, OV_SPLAT(high))));
-            want = OV_AND(want, OV_AND(OV_LE(OV_ABS(m), OV_SPLAT(0x1p100)),
-                                       OV_AND(OV_GE(sg, OV_SPLAT(0x1p-60)),
-                                              OV_LE(sg, OV_SPLAT(0x1p100)))));
-            want = OV_AND(want, OV_AND(OV_GE(OV_SPLAT(high - low), OV_SPLAT(0x1p-60) * sg),
-                                       OV_AND(OV_LE(OV_ABS(alpha[g]), OV_SPLAT(0x1p60)),
-                                              OV_LE(OV_ABS(beta[g]), OV_SPLAT(0x1p60)))));
-            ok[g] = OV_AND(want, OV(central)(&alpha[g], &beta[g], &z[g]));
-        }
-        for (g = 0; g < groups; g++) {  /* the tails */
-            ta[g] = OV(tail)(OV_ABS(alpha[g]), 6.0, &ea[g]);
-            tz[g] = OV(tail)(OV_ABS(z[g]), 3.0, &ez[g]);
-            tb[g] = OV(tail)(OV_ABS(beta[g]), 6.0, &eb[g]);
-        }
-        for (g = 0; g < groups; g++) {  /* the masses */
-            ok[g] = OV(masses)(ok[g], z[g], ta[g], ea[g], tz[g], ez[g], tb[g], eb[g], &s[g],
-                               &f[g], &ds[g], &size[g]);
-        }
-        for (g = 0; g < groups; g++) {  /* log F (into ta) and its error bound (into tz) */
-            ta[g] = OV(log1m)(s[g]);
-            tz[g] = OV(log_f_error)(ta[g], f[g], ds[g]);
-        }
+        int groups = OV(chunk_logs)(&st, chunk, todo, mu, s_mu, sigma, s_sigma, target, s_t,
+                                    conf, s_c, low, high), g, lane;
         for (g = 0; g < groups; g++) {  /* the decision */
             OV(d) n, achieved;
             OV(i) done, infeasible;
             int lanes = todo - g * OV_LANES < OV_LANES ? (int)(todo - g * OV_LANES) : OV_LANES;
             ptrdiff_t at = chunk + g * OV_LANES;
-            done = OV(decide)(ok[g], ta[g], tz[g], size[g], l1mc[g], OV_SPLAT(n_lo),
-                              OV_SPLAT(n_hi), &n, &infeasible, &achieved);
+            done = OV(decide)(st.ok[g], st.lf[g], st.dlf[g], st.size[g], st.l1mc[g],
+                              OV_SPLAT(n_lo), OV_SPLAT(n_hi), &n, &infeasible, &achieved);
             if (lanes == OV_LANES && OV_ALL(done)) {
                 OV(store)(out_n + at, out_status + at, out_achieved + at, n,
                           OV_SELECT(infeasible, OV_SPLAT(2.0), OV_SPLAT(0.0)), achieved);
@@ -397,11 +418,47 @@ static OV_TARGET ptrdiff_t OV(block)(
                     out_status[at + lane] = OV_LANE(infeasible, lane) ? 2 : 0;
                     out_achieved[at + lane] = OV_LANE(achieved, lane);
                 } else {
-                    pending_l1mc[count] = OV_LANE(l1mc[g], lane);
+                    pending_l1mc[count] = OV_LANE(st.l1mc[g], lane);
                     pending[count++] = at + lane;
                 }
             }
         }
     }
     return count;
+}
+
+/* For k of N: queries [start, end) as OV(block) takes them, into per-query arrays (from 0):
+   ok (1 where the bound applies), log F, log S and their error bounds, the masses' log size,
+   and log(1 - c). */
+static OV_TARGET void OV(logs_block)(
+        ptrdiff_t start, ptrdiff_t end, const double* mu, ptrdiff_t s_mu, const double* sigma,
+        ptrdiff_t s_sigma, const double* target, ptrdiff_t s_t, const double* conf,
+        ptrdiff_t s_c, double low, double high, char* ok, double* lf, double* dlf, double* ls,
+        double* dls, double* size, double* l1mc) {
+    OV(chunk_t) st;
+    ptrdiff_t chunk;
+    st.c_last = NAN;
+    st.l1mc_last = NAN;
+    for (chunk = start; chunk < end; chunk += OPTSCALE_CHUNK) {
+        ptrdiff_t todo = end - chunk < OPTSCALE_CHUNK ? end - chunk : OPTSCALE_CHUNK;
+        int groups = OV(chunk_logs)(&st, chunk, todo, mu, s_mu, sigma, s_sigma, target, s_t,
+                                    conf, s_c, low, high), g, lane;
+        for (g = 0; g < groups; g++) {
+            for (lane = 0; lane < OV_LANES && g * OV_LANES + lane < todo; lane++) {
+                ptrdiff_t i = chunk - start + g * OV_LANES + lane;
+                double sl = OV_LANE(st.s[g], lane), l = -INFINITY, d = INFINITY;
+                if (sl > 0.0) {  /* as OV(fast_logs) with with_sf */
+                    l = log(sl);
+                    d = 1.01 * OV_LANE(st.ds[g], lane) / sl + 2.0 * DBL_EPSILON * fabs(l);
+                }
+                ok[i] = OV_LANE(st.ok[g], lane) != 0;
+                lf[i] = OV_LANE(st.lf[g], lane);
+                dlf[i] = OV_LANE(st.dlf[g], lane);
+                ls[i] = l;
+                dls[i] = d;
+                size[i] = OV_LANE(st.size[g], lane);
+                l1mc[i] = OV_LANE(st.l1mc[g], lane);
+            }
+        }
+    }
 }
