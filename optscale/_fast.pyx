@@ -860,6 +860,41 @@ def expected_best(const floating[:] mu, const floating[:] sigma, const floating[
             out[i] = NAN
 
 
+cdef inline double _guide_search(const _Quantiles* p, floating t, double n_lo, double n_hi,
+                                 const double[::1] guide_v,
+                                 const double[::1] guide_w) noexcept nogil:
+    """The smallest n in [n_lo, n_hi] whose expected best by the coarse rule reaches t (n_hi
+    if none): regula falsi on log n with the Illinois rule (the expected best is smooth and
+    slowly growing in log n), bisecting log n where a step gains little."""
+    cdef double lo = n_lo, hi = n_hi, f_lo, f_hi, f_m, m, u, width
+    cdef int side = 0
+    f_lo = <floating>_expected_best(p, lo, guide_v, guide_w) - t
+    if f_lo >= 0:
+        return lo
+    f_hi = <floating>_expected_best(p, hi, guide_v, guide_w) - t
+    if f_hi < 0:
+        return hi
+    while hi - lo > 1.0:  # f_lo < 0 <= f_hi
+        width = hi - lo
+        u = log(lo) + (log(hi) - log(lo)) * (f_lo / (f_lo - f_hi))
+        m = floor(exp(u) + 0.5) if side != 2 else floor(sqrt(lo * hi))
+        m = min(max(m, lo + 1.0), hi - 1.0)
+        f_m = <floating>_expected_best(p, m, guide_v, guide_w) - t
+        if f_m >= 0:
+            hi, f_hi = m, f_m
+            if side == -1:
+                f_lo = 0.5 * f_lo  # the same end kept twice: pull the next point its way
+            side = -1
+        else:
+            lo, f_lo = m, f_m
+            if side == 1:
+                f_hi = 0.5 * f_hi
+            side = 1
+        if hi - lo > 0.5 * width:
+            side = 2  # little gained: bisect log n next
+    return hi
+
+
 cdef inline double _expected_search(const _Quantiles* p, floating t, double n_lo, double n_hi,
                                     const double[::1] log_v, const double[::1] w_v,
                                     const double[::1] guide_v, const double[::1] guide_w,
@@ -867,17 +902,13 @@ cdef inline double _expected_search(const _Quantiles* p, floating t, double n_lo
     """Smallest n in [n_lo, n_hi] with E[best of n] >= t (e_out: its E), or -1 (e_out: E at
     n_hi) where none is: the answer of bisection on [n_lo, n_hi] for an E nondecreasing in n.
 
-    A bisection with a coarse quadrature rule (guide_v, guide_w) guesses n; the full rule then
-    brackets the answer by galloping from the guess (its crossing is almost always the guess's:
-    two evaluations) and bisects the bracket. Only full-rule values decide."""
-    cdef double lo = n_lo, hi = n_hi, mid, step, ok_n, bad_n
+    A search with a coarse quadrature rule (guide_v, guide_w) guesses n; the full rule then
+    brackets the answer by galloping from the guess (steps 1, 1, 2, 4, ...: the guess is
+    mostly the crossing, or next to it) and bisects the bracket. Only full-rule values
+    decide."""
+    cdef double lo, hi = _guide_search(p, t, n_lo, n_hi, guide_v, guide_w), mid, step, ok_n
+    cdef double bad_n
     cdef floating e, e_ok
-    while lo < hi:
-        mid = floor(0.5 * (lo + hi))
-        if <floating>_expected_best(p, mid, guide_v, guide_w) >= t:
-            hi = mid
-        else:
-            lo = mid + 1.0
     e = <floating>_expected_best(p, hi, log_v, w_v)
     step = 1.0
     if e >= t:  # gallop down to a failing n (or n_lo)
@@ -891,7 +922,7 @@ cdef inline double _expected_search(const _Quantiles* p, floating t, double n_lo
             if e < t:
                 break
             ok_n, e_ok = bad_n, e
-            step = 2.0 * step
+            step = 2.0 * step if step > 1.0 or ok_n < hi - 1.0 else 1.0
     else:  # gallop up to a passing n (or n_hi fails: infeasible)
         bad_n = hi
         while True:
@@ -903,7 +934,7 @@ cdef inline double _expected_search(const _Quantiles* p, floating t, double n_lo
             if e_ok >= t:
                 break
             bad_n, e = ok_n, e_ok
-            step = 2.0 * step
+            step = 2.0 * step if step > 1.0 or bad_n > hi + 1.0 else 1.0
     lo = bad_n + 1.0  # E(bad_n) < t <= E(ok_n)
     while lo < ok_n:
         mid = floor(0.5 * (lo + ok_n))
