@@ -5,8 +5,8 @@ Compiled: log CDF / SF (and cdf, sf), best-of-n and k-of-n probabilities, the ex
 the lower binomial tail, and every solver (closed form, k-of-N and expected-best bisections,
 cost-aware). From the reference: logpdf, quantiles, moments, sampling, fitting, moment matching.
 Kernels run over the flat batch with OpenMP threads (``OPTSCALE_NUM_THREADS``, default all
-cores; :func:`set_num_threads`), and the wrapper broadcasts the arguments and allocates the
-outputs.
+cores; :func:`set_num_threads`); the wrapper passes arguments of one value as stride-0 views (no
+broadcast copies) and allocates the outputs.
 """
 
 from __future__ import annotations

@@ -6,9 +6,16 @@ The same log-space algorithm as the JAX core (optscale/_special.py, _truncnorm.p
 functions at three points per query (alpha, z, beta), the tail anchor cancelled exactly, short
 tail intervals by a Taylor series of the hazard and far tails by the Mills-ratio continued
 fraction. Kernels loop over a flat batch with prange (OpenMP when the compiler has it, serial
-otherwise), write into arrays the Python wrapper allocated, and take float or double memoryviews.
-Special functions are evaluated in double; the solvers' exactness fix-ups run in the input's
-precision, so that their answers satisfy the definitions in that precision.
+otherwise), write into arrays the Python wrapper allocated, and take float or double memoryviews
+of any stride (0 for a broadcast value). Special functions are evaluated in double; the solvers'
+exactness fix-ups run in the input's precision, so that their answers satisfy the definitions in
+that precision.
+
+The solvers try the fast path first (the plain formula with its error bound, in C:
+optscale/_fast_kernel.h, with its own normal tail, exp and log(1 - s)); with one low, high, k and
+n range for the batch (the usual case) it runs several queries at a time, in stages. k of N
+searches n by Newton on the lower binomial tail; the expected best guesses n with a coarse
+quadrature rule and lets the full rule decide.
 """
 
 from cython.parallel import prange
