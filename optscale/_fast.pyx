@@ -247,12 +247,12 @@ def k_of_n_prob(const floating[:] mu, const floating[:] sigma, const floating[:]
 # ----------------------------------------------------------------------------- fast path
 # The plain formula with an error bound, as optscale/_fastpath.py (whose docstring has the
 # argument), in C (optscale/_fast_kernel.h): its own normal tail, exp and log(1 - s), within the
-# bound's allowances, on one query (ov1_*) or four at a time (the k = 1 bulk). Elements whose
-# answer the bound cannot prove take the careful _logs above.
+# bound's allowances (its constants, E0 = 8, E2 = 3 and 6, U_CAP = 1e4, are _fastpath's of
+# now), on one query (ov1_*) or two or four at a time (the bulk of a batch with one low, high,
+# k and n range). Elements whose answer the bound cannot prove take the careful _logs above.
 
 cdef extern from "_fast_kernel.h":
     int optscale_set_lanes(int lanes) noexcept nogil
-    double TAIL_X_MAX "OPTSCALE_TAIL_X_MAX"
     int64_t ov1_fast_logs(double alpha, double beta, double z, int with_sf, double* lf,
                           double* dlf, double* ls, double* dls, double* log_size) noexcept nogil
     int64_t ov1_best(int64_t want, double alpha, double beta, double z, double l1mc,
@@ -279,8 +279,8 @@ _lanes = optscale_set_lanes(0)
 
 
 def kernel_lanes(int lanes=0):
-    """Queries the k = 1 block kernel takes at a time: the widest the processor runs (0), or
-    fewer (1, 2), for the tests; returns the width in use."""
+    """Queries the block kernels take at a time: the widest the processor runs (0), or fewer
+    (1, 2), for the tests; returns the width in use."""
     global _lanes
     _lanes = optscale_set_lanes(lanes)
     return _lanes
