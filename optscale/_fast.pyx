@@ -168,7 +168,8 @@ cdef inline void _logs(double mu, double sigma, double low, double high, double 
 
 
 def log_cdf_sf(const floating[:] mu, const floating[:] sigma, const floating[:] low,
-               const floating[:] high, const floating[:] x, floating[::1] out_lc, floating[::1] out_ls, int threads):
+               const floating[:] high, const floating[:] x, floating[::1] out_lc,
+               floating[::1] out_ls, int threads):
     cdef Py_ssize_t i, n = x.shape[0]
     cdef double lc, ls
     for i in prange(n, nogil=True, num_threads=threads, schedule="static"):

@@ -21,6 +21,11 @@
 #endif
 
 #define OPTSCALE_CHUNK 64  /* queries per stage of the block kernels */
+/* powers of two (decimal: hexadecimal float literals are not in every C compiler) */
+#define OPTSCALE_2_100 1.2676506002282294e30
+#define OPTSCALE_2_60 1.152921504606847e18
+#define OPTSCALE_2_M60 8.673617379884035e-19
+#define OPTSCALE_2_M41 4.547473508864641e-13
 
 #if defined(__GNUC__)
 #define OV_INLINE static inline __attribute__((always_inline))

@@ -263,7 +263,7 @@ OV_INLINE OV(i) OV(decide)(OV(i) ok, OV(d) lf, OV(d) dlf, OV(d) log_size, OV(d) 
         OV_AND(OV_NOT(OV_LT(m * (a - d), big_b)),
                OV_AND(OV_OR(OV_LE(m, n_lo), OV_LT((m - OV_SPLAT(1.0)) * (a + d), big_b)),
                       OV_LE(n, OV_SPLAT(2251799813685248.0)))));
-    exact = OV_AND(ok, OV_AND(exact, OV_NOT(OV_GT(d, a * OV_SPLAT(0x1p-41)))));
+    exact = OV_AND(ok, OV_AND(exact, OV_NOT(OV_GT(d, a * OV_SPLAT(OPTSCALE_2_M41)))));
     nf = OV_SELECT(beyond, n_hi, m);
     *n_out = nf;
     *infeasible = beyond;
@@ -357,12 +357,12 @@ OV_INLINE int OV(chunk_logs)(OV(chunk_t)* st, ptrdiff_t chunk, ptrdiff_t todo, c
         /* _fast.pyx's _plain, and a valid confidence and target inside the range */
         want = OV_AND(OV_AND(OV_GT(c, OV_SPLAT(0.0)), OV_LT(c, OV_SPLAT(1.0))),
                       OV_AND(OV_GT(t, OV_SPLAT(low)), OV_LT(t, OV_SPLAT(high))));
-        want = OV_AND(want, OV_AND(OV_LE(OV_ABS(m), OV_SPLAT(0x1p100)),
-                                   OV_AND(OV_GE(sg, OV_SPLAT(0x1p-60)),
-                                          OV_LE(sg, OV_SPLAT(0x1p100)))));
-        want = OV_AND(want, OV_AND(OV_GE(OV_SPLAT(high - low), OV_SPLAT(0x1p-60) * sg),
-                                   OV_AND(OV_LE(OV_ABS(st->alpha[g]), OV_SPLAT(0x1p60)),
-                                          OV_LE(OV_ABS(st->beta[g]), OV_SPLAT(0x1p60)))));
+        want = OV_AND(want, OV_AND(OV_LE(OV_ABS(m), OV_SPLAT(OPTSCALE_2_100)),
+                                   OV_AND(OV_GE(sg, OV_SPLAT(OPTSCALE_2_M60)),
+                                          OV_LE(sg, OV_SPLAT(OPTSCALE_2_100)))));
+        want = OV_AND(want, OV_AND(OV_GE(OV_SPLAT(high - low), OV_SPLAT(OPTSCALE_2_M60) * sg),
+                                   OV_AND(OV_LE(OV_ABS(st->alpha[g]), OV_SPLAT(OPTSCALE_2_60)),
+                                          OV_LE(OV_ABS(st->beta[g]), OV_SPLAT(OPTSCALE_2_60)))));
         st->ok[g] = OV_AND(want, OV(central)(&st->alpha[g], &st->beta[g], &st->z[g]));
     }
     for (g = 0; g < groups; g++) {  /* the tails */
