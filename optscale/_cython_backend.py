@@ -5,12 +5,13 @@ Compiled: log CDF / SF (and cdf, sf), best-of-n and k-of-n probabilities, the ex
 the lower binomial tail, and every solver (closed form, k-of-N and expected-best bisections,
 cost-aware). From the reference: logpdf, quantiles, moments, sampling, fitting, moment matching.
 Kernels run over the flat batch with OpenMP threads (``OPTSCALE_NUM_THREADS``, default all
-cores; :func:`set_num_threads`), and the wrapper broadcasts the arguments and allocates the
-outputs.
+cores; :func:`set_num_threads`); the wrapper passes arguments of one value as stride-0 views (no
+broadcast copies) and allocates the outputs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -40,6 +41,15 @@ __all__ = [
     "sample", "set_num_threads", "sf", "truncnorm_from_moments", "variance",
 ]
 
+# The expected-best search guesses n with an 8-node version of the quadrature rule (same
+# substitution as optscale._quadrature); only the full rule decides.
+_U8, _W8 = np.polynomial.legendre.leggauss(8)
+_U8, _W8 = 0.5 * (_U8 + 1.0), 0.5 * _W8
+_DEN8 = _U8**3 + (1.0 - _U8) ** 3
+GUIDE_V = np.ascontiguousarray(3.0 * np.log(_U8) - np.log(_DEN8))
+GUIDE_W = _W8 * 3.0 * (_U8 * (1.0 - _U8)) ** 2 / _DEN8**2
+GUIDE_W = np.ascontiguousarray(GUIDE_W / GUIDE_W.sum())
+
 _threads = int(os.environ.get("OPTSCALE_NUM_THREADS", "0")) or (os.cpu_count() or 1)
 
 
@@ -59,19 +69,31 @@ def _dtype(*xs: Any) -> np.dtype:
 
 
 def _flat(dtype: np.dtype, floats: tuple, ints: tuple = ()) -> tuple:
-    """Broadcast, make contiguous in the kernel dtypes, flatten: (shape, floats, ints)."""
-    arrays = np.broadcast_arrays(*(np.asarray(v) for v in (*floats, *ints)))
-    shape = arrays[0].shape if arrays else ()
-    f = tuple(np.ascontiguousarray(a, dtype).ravel() for a in arrays[:len(floats)])
-    i = tuple(np.ascontiguousarray(np.floor(a) if np.asarray(a).dtype.kind == "f" else a,
-                                   np.int64).ravel() for a in arrays[len(floats):])
+    """Broadcast and flatten in the kernel dtypes: (shape, floats, ints). Arguments that are one
+    value (a scalar bound, a common target) become stride-0 views, and arrays of the full shape
+    in the kernel dtype are used in place: the kernels read any stride, so nothing is copied
+    but arguments broadcast along some axes only."""
+    arrays = [np.asarray(v) for v in (*floats, *ints)]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    size = math.prod(shape)
+
+    def flat(a: np.ndarray, kind: type) -> np.ndarray:
+        if kind is np.int64 and a.dtype.kind == "f":
+            a = np.floor(a)
+        a = np.asarray(a, kind)
+        if a.size == 1:
+            return np.broadcast_to(a.reshape(1), (size,))
+        return np.ascontiguousarray(np.broadcast_to(a, shape)).reshape(size)
+
+    f = tuple(flat(a, dtype) for a in arrays[:len(floats)])
+    i = tuple(flat(a, np.int64) for a in arrays[len(floats):])
     return shape, f, i
 
 
 def log_cdf_sf(dist: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
     dtype = _dtype(*dist.params(), x)
     shape, f, _ = _flat(dtype, (*dist.params(), x))
-    lc, ls = np.empty_like(f[0]), np.empty_like(f[0])
+    lc, ls = np.empty(f[0].shape, f[0].dtype), np.empty(f[0].shape, f[0].dtype)
     _fast.log_cdf_sf(*f, lc, ls, _threads)
     return lc.reshape(shape), ls.reshape(shape)
 
@@ -95,7 +117,7 @@ def sf(dist: Any, x: Any) -> np.ndarray:
 def best_of_n_prob(dist: Any, target: Any, n: Any) -> np.ndarray:
     dtype = _dtype(*dist.params(), target)
     shape, f, _ = _flat(dtype, (*dist.params(), target, n))
-    out = np.empty_like(f[0])
+    out = np.empty(f[0].shape, f[0].dtype)
     _fast.best_of_n_prob(*f, out, _threads)
     return out.reshape(shape)
 
@@ -103,7 +125,7 @@ def best_of_n_prob(dist: Any, target: Any, n: Any) -> np.ndarray:
 def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> np.ndarray:
     dtype = _dtype(*dist.params(), target)
     shape, f, _ = _flat(dtype, (*dist.params(), target, n, k))
-    out = np.empty_like(f[0])
+    out = np.empty(f[0].shape, f[0].dtype)
     _fast.k_of_n_prob(*f, out, _threads)
     return out.reshape(shape)
 
@@ -111,7 +133,7 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> np.ndarray:
 def log_binom_lower(log_s: Any, log_f: Any, n: Any, k: Any) -> np.ndarray:
     dtype = _dtype(log_f)
     shape, f, _ = _flat(dtype, (log_s, log_f, n, k))
-    out = np.empty_like(f[0])
+    out = np.empty(f[0].shape, f[0].dtype)
     _fast.log_binom_lower(*f, out, _threads)
     return out.reshape(shape)
 
@@ -119,9 +141,15 @@ def log_binom_lower(log_s: Any, log_f: Any, n: Any, k: Any) -> np.ndarray:
 def expected_best(dist: Any, n: Any) -> np.ndarray:
     dtype = _dtype(*dist.params(), n)
     shape, f, _ = _flat(dtype, (*dist.params(), n))
-    out = np.empty_like(f[0])
+    out = np.empty(f[0].shape, f[0].dtype)
     _fast.expected_best(*f, LOG_V, W_V, out, _threads)
     return out.reshape(shape)
+
+
+def _outputs(like: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The solvers' n, status and achieved arrays for inputs like ``like``."""
+    return np.empty(like.shape, np.int32), np.empty(like.shape, np.int32), np.empty(
+        like.shape, like.dtype)
 
 
 def _solution(shape, n, status, achieved) -> Solution:
@@ -135,13 +163,13 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
     if criterion == "probability":
         dtype = _dtype(*dist.params(), target, confidence)
         shape, f, i = _flat(dtype, (*dist.params(), target, confidence), (k, n_min, n_max))
-        out = np.empty(f[0].shape, np.int32), np.empty(f[0].shape, np.int32), np.empty_like(f[0])
+        out = _outputs(f[0])
         _fast.min_samples_probability(*f, *i, *out, _threads)
     elif criterion == "expected":
         dtype = _dtype(*dist.params(), target)
         shape, f, i = _flat(dtype, (*dist.params(), target), (n_min, n_max))
-        out = np.empty(f[0].shape, np.int32), np.empty(f[0].shape, np.int32), np.empty_like(f[0])
-        _fast.min_samples_expected(*f, *i, LOG_V, W_V, *out, _threads)
+        out = _outputs(f[0])
+        _fast.min_samples_expected(*f, *i, LOG_V, W_V, GUIDE_V, GUIDE_W, *out, _threads)
     else:
         raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
     return _solution(shape, *out)
@@ -152,6 +180,6 @@ def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,
     """argmax over n in [n_min, n_max] of P(best of n >= target) - cost * n."""
     dtype = _dtype(*dist.params(), target, cost)
     shape, f, i = _flat(dtype, (*dist.params(), target, cost), (n_min, n_max))
-    out = np.empty(f[0].shape, np.int32), np.empty(f[0].shape, np.int32), np.empty_like(f[0])
+    out = _outputs(f[0])
     _fast.cost_aware_samples(*f, *i, *out, _threads)
     return _solution(shape, *out)

@@ -6,17 +6,24 @@ The same log-space algorithm as the JAX core (optscale/_special.py, _truncnorm.p
 functions at three points per query (alpha, z, beta), the tail anchor cancelled exactly, short
 tail intervals by a Taylor series of the hazard and far tails by the Mills-ratio continued
 fraction. Kernels loop over a flat batch with prange (OpenMP when the compiler has it, serial
-otherwise), write into arrays the Python wrapper allocated, and take float or double memoryviews.
-Special functions are evaluated in double; the solvers' exactness fix-ups run in the input's
-precision, so that their answers satisfy the definitions in that precision.
+otherwise), write into arrays the Python wrapper allocated, and take float or double memoryviews
+of any stride (0 for a broadcast value). Special functions are evaluated in double; the solvers'
+exactness fix-ups run in the input's precision, so that their answers satisfy the definitions in
+that precision.
+
+The solvers try the fast path first (the plain formula with its error bound, in C:
+optscale/_fast_kernel.h, with its own normal tail, exp and log(1 - s)); with one low, high, k and
+n range for the batch (the usual case) it runs several queries at a time, in stages. k of N
+searches n by Newton on the lower binomial tail; the expected best guesses n with a coarse
+quadrature rule and lets the full rule decide.
 """
 
 from cython.parallel import prange
 from libc.float cimport DBL_EPSILON, DBL_MIN, FLT_EPSILON, FLT_MIN
+from libc.stdint cimport int64_t
 from libc.math cimport (INFINITY, NAN, ceil, erf, exp, expm1, fabs, floor, frexp, hypot,
                         isfinite, isnan, log, log1p, sqrt)
 from scipy.special.cython_special cimport betainc, log_ndtr, ndtri_exp
-from scipy.special.cython_special cimport erfc as sc_erfc
 
 ctypedef fused floating:
     float
@@ -160,8 +167,9 @@ cdef inline void _logs(double mu, double sigma, double low, double high, double 
     ls_out[0] = ls if ls < -LN2 else _log1mexp(lc)
 
 
-def log_cdf_sf(floating[::1] mu, floating[::1] sigma, floating[::1] low, floating[::1] high,
-               floating[::1] x, floating[::1] out_lc, floating[::1] out_ls, int threads):
+def log_cdf_sf(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+               const floating[:] high, const floating[:] x, floating[::1] out_lc,
+               floating[::1] out_ls, int threads):
     cdef Py_ssize_t i, n = x.shape[0]
     cdef double lc, ls
     for i in prange(n, nogil=True, num_threads=threads, schedule="static"):
@@ -173,8 +181,9 @@ def log_cdf_sf(floating[::1] mu, floating[::1] sigma, floating[::1] low, floatin
         out_ls[i] = <floating>ls
 
 
-def best_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low,
-                   floating[::1] high, floating[::1] x, floating[::1] n, floating[::1] out,
+def best_of_n_prob(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+                   const floating[:] high, const floating[:] x, const floating[:] n,
+                   floating[::1] out,
                    int threads):
     cdef Py_ssize_t i, size = x.shape[0]
     cdef double lc, ls
@@ -207,15 +216,16 @@ cdef inline double _log_binom_lower(double log_s, double log_f, double n, double
     return min(acc, 0.0)
 
 
-def log_binom_lower(floating[::1] log_s, floating[::1] log_f, floating[::1] n,
-                    floating[::1] k, floating[::1] out, int threads):
+def log_binom_lower(const floating[:] log_s, const floating[:] log_f, const floating[:] n,
+                    const floating[:] k, floating[::1] out, int threads):
     cdef Py_ssize_t i, size = n.shape[0]
     for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
         out[i] = <floating>_log_binom_lower(log_s[i], log_f[i], n[i], k[i])
 
 
-def k_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low, floating[::1] high,
-                floating[::1] x, floating[::1] n, floating[::1] k, floating[::1] out,
+def k_of_n_prob(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+                const floating[:] high, const floating[:] x, const floating[:] n,
+                const floating[:] k, floating[::1] out,
                 int threads):
     cdef Py_ssize_t i, size = x.shape[0]
     cdef double lc, ls, lower
@@ -237,64 +247,105 @@ def k_of_n_prob(floating[::1] mu, floating[::1] sigma, floating[::1] low, floati
 
 # ----------------------------------------------------------------------------- fast path
 # The plain formula with an error bound, as optscale/_fastpath.py (whose docstring has the
-# argument); evaluated in double with libm's erfc and log1p (both within 2 eps), branch per
-# element: elements it cannot prove exact take the careful _logs above.
+# argument), in C (optscale/_fast_kernel.h): its own normal tail, exp and log(1 - s), within the
+# bound's allowances (its constants, E0 = 8, E2 = 3 and 6, U_CAP = 1e4, are _fastpath's of
+# now), on one query (ov1_*) or two or four at a time (the bulk of a batch with one low, high,
+# k and n range). Elements whose answer the bound cannot prove take the careful _logs above.
 
-cdef double E0 = 8.0
-cdef double E2 = 3.0
-cdef double E2_BOUND = 6.0
-cdef double U_CAP = 1e4
+cdef extern from "_fast_kernel.h":
+    int optscale_set_lanes(int lanes) noexcept nogil
+    int64_t ov1_fast_logs(double alpha, double beta, double z, int with_sf, double* lf,
+                          double* dlf, double* ls, double* dls, double* log_size) noexcept nogil
+    int64_t ov1_best(int64_t want, double alpha, double beta, double z, double l1mc,
+                     double n_lo, double n_hi, double* n_out, int64_t* infeasible,
+                     double* achieved) noexcept nogil
+    double ov1_tail(double x, double e2, double* err) noexcept nogil
+    double ov1_log1m(double s) noexcept nogil
+    double ov1_exp(double x) noexcept nogil
+    double ov1_one_minus_exp(double x) noexcept nogil
+    void optscale_logs_block(
+        Py_ssize_t start, Py_ssize_t end, const double* mu, Py_ssize_t s_mu,
+        const double* sigma, Py_ssize_t s_sigma, const double* target, Py_ssize_t s_t,
+        const double* conf, Py_ssize_t s_c, double low, double high, char* ok, double* lf,
+        double* dlf, double* ls, double* dls, double* size, double* l1mc) noexcept nogil
+    Py_ssize_t optscale_best_block(
+        Py_ssize_t start, Py_ssize_t end, const double* mu, Py_ssize_t s_mu,
+        const double* sigma, Py_ssize_t s_sigma, const double* target, Py_ssize_t s_t,
+        const double* conf, Py_ssize_t s_c, double low, double high, double n_lo, double n_hi,
+        int* out_n, int* out_status, double* out_achieved, Py_ssize_t* pending,
+        double* pending_l1mc) noexcept nogil
 
 
-cdef inline double _tail_err(double u, double e2, double* err) noexcept nogil:
-    """T(u) = Phi(-|u|) and (into err) its absolute error bound."""
-    cdef double au = min(fabs(u), U_CAP)
-    cdef double t = 0.5 * sc_erfc(au * SQRT_HALF)
-    err[0] = t * ((E0 + e2 * au * au) * DBL_EPSILON) + 2.0 * DBL_MIN
-    return t
+_lanes = optscale_set_lanes(0)
 
 
-cdef inline bint _fast_logs(double mu, double sigma, double low, double high, double x,
-                            double* lf, double* dlf, double* ls, double* dls, double* s_out,
-                            double* ds_out, double* log_size, bint with_sf) noexcept nogil:
-    """log F (and log S) of a central range with absolute error bounds; False where the bound
-    does not apply (the caller then takes the careful path). x outside (low, high) is left to
-    the caller."""
-    cdef double alpha, beta, z, ta, tz, tb, ea, ez, eb, lower, upper, dl, du, total, s, f, ds
-    cdef int e_lo, e_up
-    alpha, beta, z = (low - mu) / sigma, (high - mu) / sigma, (x - mu) / sigma
-    if not (alpha < 0.0 and beta > 0.0):
-        return False
-    ta = _tail_err(alpha, E2_BOUND, &ea)
-    tz = _tail_err(z, E2, &ez)
-    tb = _tail_err(beta, E2_BOUND, &eb)
-    if z > 0.0:
-        lower, upper = (1.0 - ta) - tz, tz - tb
-        dl, du = ez + ea + 2.0 * DBL_EPSILON, ez + eb + DBL_EPSILON * fabs(upper)
-    else:
-        lower, upper = tz - ta, (1.0 - tz) - tb
-        dl, du = ez + ea + DBL_EPSILON * fabs(lower), ez + eb + 2.0 * DBL_EPSILON
-    if not (lower > 0.0 and upper >= 0.0):
-        return False
-    total = lower + upper
-    s, f = upper / total, lower / total
-    ds = (du + s * (dl + du + DBL_EPSILON * total)) / total + 2.0 * DBL_EPSILON * s
-    if not (ds <= 0.125 * f):
-        return False
-    lf[0] = log1p(-s)
-    dlf[0] = 1.01 * ds / f + 2.0 * DBL_EPSILON * fabs(lf[0])
-    s_out[0], ds_out[0] = s, ds
-    frexp(lower, &e_lo)
-    frexp(upper if upper > 0.0 else 1.0, &e_up)
-    log_size[0] = (max(abs(e_lo), abs(e_up)) + 1.0) * LN2
-    if not with_sf:
-        ls[0], dls[0] = NAN, INFINITY
-    elif s > 0.0:
-        ls[0] = log(s)
-        dls[0] = 1.01 * ds / s + 2.0 * DBL_EPSILON * fabs(ls[0])
-    else:
-        ls[0], dls[0] = -INFINITY, INFINITY
-    return True
+def kernel_lanes(int lanes=0):
+    """Queries the block kernels take at a time: the widest the processor runs (0), or fewer
+    (1, 2), for the tests; returns the width in use."""
+    global _lanes
+    _lanes = optscale_set_lanes(lanes)
+    return _lanes
+
+
+def normal_tail(const double[:] x, double e2, double[::1] out, double[::1] err):
+    """Phi(-x) (x >= 0) and its error bound by the kernels' tail, for the tests."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = ov1_tail(x[i], e2, &err[i])
+
+
+def inline_exp(const double[:] x, double[::1] out, double[::1] one_minus):
+    """e^x and 1 - e^x (x <= 0) by the kernels' exp, for the tests."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = ov1_exp(x[i])
+        one_minus[i] = ov1_one_minus_exp(x[i])
+
+
+def inline_log1m(const double[:] s, double[::1] out):
+    """log(1 - s) (0 <= s < 1) by the kernels' log1m, for the tests."""
+    cdef Py_ssize_t i
+    for i in range(out.shape[0]):
+        out[i] = ov1_log1m(s[i])
+
+
+def fast_log_cdf(const double[:] alpha, const double[:] beta, const double[:] z,
+                 double[::1] lf, double[::1] d_lf, double[::1] log_size, char[::1] usable):
+    """log F, its margin against the careful path (_margin, double) and where the bound
+    applies, from the standardized points, for the tests."""
+    cdef Py_ssize_t i
+    cdef double dlf, ls, dls
+    for i in range(lf.shape[0]):
+        usable[i] = ov1_fast_logs(alpha[i], beta[i], z[i], 0, &lf[i], &dlf, &ls, &dls,
+                                  &log_size[i]) != 0
+        d_lf[i] = _margin(lf[i], dlf, log_size[i], DBL_EPSILON)
+
+
+# the cheap parameter test (no division, see _plain): magnitudes within 2^100, sigma and the
+# range within 2^60 of each other
+cdef double BIG = 1.2676506002282294e30  # 2^100
+cdef double WIDE = 1.152921504606847e18  # 2^60
+cdef double NARROW = 8.673617379884035e-19  # 2^-60
+
+
+cdef inline bint _plain(floating mu, floating sigma, floating low, floating high, double alpha,
+                        double beta) noexcept nogil:
+    """A sufficient condition for _valid without its divisions (alpha and beta are formed
+    anyway): every magnitude within 2^100, sigma at least 2^-60, the range at least 2^-60 sigma
+    and its ends within 2^60 sigma of mu. NaN fails every comparison. Elements that fail it take
+    _valid itself."""
+    return (fabs(mu) <= BIG and fabs(low) <= BIG and fabs(high) <= BIG and sigma >= NARROW
+            and sigma <= BIG and high > low and high - low >= <floating>NARROW * sigma
+            and fabs(alpha) <= WIDE and fabs(beta) <= WIDE)
+
+
+cdef inline bint _fast_logs(double alpha, double beta, double z, double* lf, double* dlf,
+                            double* ls, double* dls, double* log_size,
+                            bint with_sf) noexcept nogil:
+    """log F (and log S) of a central range at the standardized target z, with absolute error
+    bounds; False where the bound does not apply (the caller then takes the careful path).
+    Only for low < x < high."""
+    return ov1_fast_logs(alpha, beta, z, with_sf, lf, dlf, ls, dls, log_size) != 0
 
 
 cdef inline double _margin(double lf, double dlf, double log_size, double eps) noexcept nogil:
@@ -303,10 +354,11 @@ cdef inline double _margin(double lf, double dlf, double log_size, double eps) n
 
 
 cdef inline bint _best_exact(double n, double lf, double d, double l1mc, double n_lo,
-                             double n_hi, double n_exact) noexcept nogil:
-    """The careful k = 1 answer is n (inf where log F == 0); see _fastpath.best_exact."""
+                             double n_hi, double n_exact, double close) noexcept nogil:
+    """The careful k = 1 answer is n (inf where log F == 0); see _fastpath.best_exact.
+    close = 2^-(bits - 12), so that d <= close |log F| keeps the achieved value close."""
     cdef double a = -lf, big_b = -l1mc, m
-    if d > a * 2048.0 / n_exact:  # 2^-(bits - 12) |log F|: achieved stays close
+    if d > a * close:
         return False
     if n > n_hi:
         return n_hi * (a + d) < big_b
@@ -316,10 +368,19 @@ cdef inline bint _best_exact(double n, double lf, double d, double l1mc, double 
     return (m <= n_lo or (m - 1.0) * (a + d) < big_b) and n <= n_exact
 
 
+cdef inline double _log_bound(double x) noexcept nogil:
+    """An upper bound on log x for x >= 1 (e ln 2 for x < 2^e)."""
+    cdef int e
+    frexp(x, &e)
+    return e * LN2
+
+
 cdef inline double _k_slack(double m, double kf, double lf, double ls, double d_lf,
                             double d_ls, double eps) noexcept nogil:
+    """How far the careful lower binomial tail at m may lie from the fast one (see
+    _k_verified); log1p(m) of the terms' size is bounded by the exponent of m + 1."""
     cdef double als = fabs(ls) if isfinite(ls) else 0.0
-    cdef double size = m * fabs(lf) + (kf - 1.0) * (als + fabs(lf) + log1p(m)) + 1.0
+    cdef double size = m * fabs(lf) + (kf - 1.0) * (als + fabs(lf) + _log_bound(m + 1.0)) + 1.0
     return m * d_lf + (kf - 1.0) * d_ls + 8.0 * (kf + 2.0) * eps * size
 
 
@@ -341,28 +402,31 @@ cdef inline floating _log1m(floating c) noexcept nogil:
     return <floating>log1p(-<double>c)
 
 
+cdef inline double _one_minus_exp(double x) noexcept nogil:
+    """1 - e^x for x <= 0, within an ulp or two (the kernels' exp: a fraction of libm's
+    expm1)."""
+    return ov1_one_minus_exp(x)
+
+
 cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, double kf,
                                     double n_lo, double n_hi, int* n_out, int* status_out,
-                                    floating* achieved_out, double* n_raw) noexcept nogil:
-    """At least k of n reach the target, given log F and log S: closed form for k = 1,
-    otherwise bisection on [max(closed form, k, n_min), Chernoff bound] as in the JAX core.
-    n_raw: the closed form before clipping (inf where F == 1) for k = 1, else the answer."""
+                                    floating* achieved_out) noexcept nogil:
+    """The careful solver, given log F and log S: closed form for k = 1, otherwise bisection
+    on [max(closed form, k, n_min), Chernoff bound] as in the JAX core."""
     cdef double lo, hi, mid, ell, need, n1
     cdef floating n_f
     cdef bint ok_hi
     if not (lf < 0):  # F(target) == 1: nobody reaches the target
-        n_out[0], status_out[0], achieved_out[0], n_raw[0] = <int>n_hi, INFEASIBLE, 0, INFINITY
+        n_out[0], status_out[0], achieved_out[0] = <int>n_hi, INFEASIBLE, 0
         return
-    n1 = _ceil_exact(lf, l1mc)
-    n_raw[0] = n1
-    n1 = min(n1, n_hi + 1.0)
+    n1 = min(_ceil_exact(lf, l1mc), n_hi + 1.0)
     if kf <= 1:
         if n1 > n_hi:
             n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
         else:
             n_out[0], status_out[0] = <int>max(n1, n_lo), OK
         n_f = <floating>n_out[0]
-        achieved_out[0] = <floating>(-expm1(<double>(n_f * lf)))
+        achieved_out[0] = <floating>_one_minus_exp(<double>(n_f * lf))
         return
     lo = max(max(n1, kf), n_lo)
     ell = -l1mc
@@ -373,7 +437,7 @@ cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, dou
         hi = n_hi
         ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
     if not ok_hi or lo > n_hi:
-        n_out[0], status_out[0], n_raw[0] = <int>n_hi, INFEASIBLE, n_hi
+        n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
         achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, n_hi,
                                                                                kf)))
         return
@@ -383,106 +447,299 @@ cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, dou
             hi = mid
         else:
             lo = mid + 1.0
-    n_out[0], status_out[0], n_raw[0] = <int>hi, OK, hi
+    n_out[0], status_out[0] = <int>hi, OK
     achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
 
 
-cdef inline bint _k_exact(floating lf, floating ls, floating l1mc, double kf, double n_lo,
-                          double n_hi, double conf, int status, double n, double d_lf,
-                          double d_ls, double s, double ds, double eps,
-                          double n_exact) noexcept nogil:
-    """The careful k-of-N bisection ends on the same OK answer.
+cdef inline double _lower_sum(double n, double lf, double r, double kf,
+                             double* slope) noexcept nogil:
+    """log P(Bin(n, S) <= k - 1) = n log F + log sum_{j<k} C(n, j) r^j with r = S / F (n >= k),
+    and into slope its derivative in n; inf where the sum overflows. One log, against the k
+    logs, exps and log1ps of _log_binom_lower's recurrence."""
+    cdef double term = 1.0, acc = 1.0, d_acc = 0.0, harmonic = 0.0, j = 1.0
+    while j < kf:
+        harmonic = harmonic + 1.0 / (n - j + 1.0)  # d log C(n, j) / dn
+        term = term * ((n - j + 1.0) / j) * r
+        acc = acc + term
+        d_acc = d_acc + term * harmonic
+        j = j + 1.0
+    slope[0] = lf + d_acc / acc
+    return n * lf + log(acc)
+
+
+cdef inline double _k_search(double lf, double ls, double l1mc, double kf, double lo,
+                             double n_hi, double* at_n, double* at_prev) noexcept nogil:
+    """The smallest n in [lo, n_hi] (lo = max(k, n_min)) whose lower tail (_lower_sum) is at
+    most log(1 - c), or -1 (beyond n_hi, an overflow, no convergence); into at_n and at_prev
+    the tail at n and n - 1 (n > lo). Only a search: the caller verifies the answer.
+
+    The tail is at least n log F, so the answer is at least the k = 1 one, x. Past it, Newton
+    on the tail (decreasing in n, concave for large n, so its steps land at or beyond the
+    crossing) in a few steps, then unit steps to the smallest integer that meets it."""
+    cdef double r = exp(ls - lf), x, v, slope, dx, n, v_prev = NAN
+    cdef int it
+    x = max(ceil(l1mc / lf), lo)
+    for it in range(12):
+        v = _lower_sum(min(x, n_hi), lf, r, kf, &slope)
+        if not (isfinite(v) and slope < 0) or (x >= n_hi and v > l1mc):
+            return -1.0  # (the second: not met within the budget, infeasible)
+        dx = (v - l1mc) / -slope
+        x = x + dx
+        if fabs(dx) < 0.25:
+            break
+    n = min(max(ceil(x), lo), n_hi)
+    v = _lower_sum(n, lf, r, kf, &slope)
+    for it in range(16):
+        if v <= l1mc:
+            if n <= lo:
+                at_n[0], at_prev[0] = v, NAN
+                return n
+            v_prev = _lower_sum(n - 1.0, lf, r, kf, &slope)
+            if not (v_prev <= l1mc):
+                at_n[0], at_prev[0] = v, v_prev
+                return n
+            n, v = n - 1.0, v_prev
+        elif n < n_hi:
+            n = n + 1.0
+            v = _lower_sum(n, lf, r, kf, &slope)
+        else:
+            return -1.0
+    return -1.0
+
+
+cdef inline bint _k_verified(floating lf, floating ls, floating l1mc, double kf, double lo,
+                             double n, double at_n, double at_prev, double d_lf, double d_ls,
+                             double eps, double n_exact) noexcept nogil:
+    """The careful k-of-N bisection ends on this OK answer n, given the fast lower tails at n
+    and n - 1 (at_n, at_prev; _lower_sum).
 
     log P(Bin(n, S) <= k - 1) moves by at most n |d log F| + (k - 1) |d log S| when the logs
     do (its partial derivatives are E[n - j] <= n and E[j] <= k - 1), plus the rounding of the
-    k-term recurrence (8 (k + 2) eps times the size of its terms): with that margin at n and
-    n - 1 the careful bisection, which finds the smallest n meeting the criterion, ends on n.
-    Infeasible answers go to the careful path, whose achieved value near 0 is rounding
-    (P(2 of N) of a target 15 sigma out): only it reproduces its own.
+    careful path's k-term recurrence and of _lower_sum (each under 4 (k + 2) eps times the size
+    of the terms): with that margin at n and n - 1 the careful bisection, which finds the
+    smallest n meeting the criterion, ends on n. (Infeasible answers go to the careful path,
+    whose achieved value near 0 is rounding (P(2 of N) of a target 15 sigma out): only it
+    reproduces its own.)
     """
-    cdef double b = <double>l1mc, m
-    if status != OK:
+    cdef double b = <double>l1mc
+    if n > n_exact:
         return False
-    if n > n_exact or <double><floating>_log_binom_lower(ls, lf, n, kf) > b - _k_slack(
-            n, kf, lf, ls, d_lf, d_ls, eps):
+    if <double><floating>at_n > b - _k_slack(n, kf, lf, ls, d_lf, d_ls, eps):
         return False
-    if n <= max(kf, n_lo):
+    if n <= lo:
         return True
-    m = n - 1.0
-    return <double><floating>_log_binom_lower(ls, lf, m, kf) > b + _k_slack(m, kf, lf, ls, d_lf,
-                                                                            d_ls, eps)
+    return <double><floating>at_prev > b + _k_slack(n - 1.0, kf, lf, ls, d_lf, d_ls, eps)
 
 
-def min_samples_probability(floating[::1] mu, floating[::1] sigma, floating[::1] low,
-                            floating[::1] high, floating[::1] target, floating[::1] conf,
-                            long long[::1] k, long long[::1] n_min, long long[::1] n_max,
-                            int[::1] out_n, int[::1] out_status, floating[::1] out_achieved,
-                            int threads):
+cdef inline bint _fast_best(double alpha, double beta, double z, floating l1mc, double n_lo,
+                            double n_hi, double eps, double n_exact, double close, int* n_out,
+                            int* status_out, floating* achieved_out) noexcept nogil:
+    """The k = 1 fast path of one element (low < t < high): True when it has written the
+    careful path's answer. In double the C kernel's (the same arithmetic as below)."""
+    cdef double lfd, dlf, lsd, dls, log_size, n, ach
+    cdef int64_t infeasible
+    cdef floating lf, n_f
+    if floating is double:
+        if not ov1_best(-1, alpha, beta, z, l1mc, n_lo, n_hi, &n, &infeasible, &ach):
+            return False
+        n_out[0], status_out[0], achieved_out[0] = <int>n, INFEASIBLE if infeasible else OK, ach
+        return True
+    else:
+        if not _fast_logs(alpha, beta, z, &lfd, &dlf, &lsd, &dls, &log_size, False):
+            return False
+        lf = <floating>lfd
+        if not (lf < 0):
+            return False  # F == 1 in this precision: the careful path decides
+        n = _ceil_exact(lf, l1mc)
+        if not _best_exact(n, <double>lf, _margin(<double>lf, dlf, log_size, eps),
+                           <double>l1mc, n_lo, n_hi, n_exact, close):
+            return False
+        if n > n_hi:
+            n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
+        else:
+            n_out[0], status_out[0] = <int>max(n, n_lo), OK
+        n_f = <floating>n_out[0]
+        achieved_out[0] = <floating>_one_minus_exp(<double>(n_f * lf))
+        return True
+
+
+cdef inline bint _k_decide(double lfd, double dlf, double lsd, double dls, double log_size,
+                           floating l1mc, double kf, double n_lo, double n_hi, double eps,
+                           double n_exact, int* n_out, int* status_out,
+                           floating* achieved_out) noexcept nogil:
+    """The k > 1 fast path from the fast logs and their bounds: True when it has written the
+    careful path's answer."""
+    cdef double n, at_n, at_prev, lo = max(kf, n_lo)
+    cdef floating lf = <floating>lfd, ls = <floating>lsd
+    if not (lf < 0 and isfinite(ls)):
+        return False
+    n = _k_search(<double>lf, <double>ls, <double>l1mc, kf, lo, n_hi, &at_n, &at_prev)
+    if n < 0 or not _k_verified(lf, ls, l1mc, kf, lo, n, at_n, at_prev,
+                                _margin(<double>lf, dlf, log_size, eps),
+                                _margin(<double>ls, dls, log_size, eps), eps, n_exact):
+        return False
+    n_out[0], status_out[0] = <int>n, OK
+    achieved_out[0] = <floating>(-expm1(<double><floating>at_n))
+    return True
+
+
+cdef inline bint _fast_k(double alpha, double beta, double z, floating l1mc, double kf,
+                         double n_lo, double n_hi, double eps, double n_exact, int* n_out,
+                         int* status_out, floating* achieved_out) noexcept nogil:
+    """The k > 1 fast path of one element (low < t < high): True when it has written the
+    careful path's answer."""
+    cdef double lfd, dlf, lsd, dls, log_size
+    if not _fast_logs(alpha, beta, z, &lfd, &dlf, &lsd, &dls, &log_size, True):
+        return False
+    return _k_decide(lfd, dlf, lsd, dls, log_size, l1mc, kf, n_lo, n_hi, eps, n_exact, n_out,
+                     status_out, achieved_out)
+
+
+cdef inline void _probability(floating mu, floating sigma, floating low, floating high,
+                              floating t, floating c, floating l1mc, long long k,
+                              long long n_min, long long n_max, double eps, double n_exact,
+                              double close, bint try_fast, int* n_out, int* status_out,
+                              floating* achieved_out) noexcept nogil:
+    """One element of min_samples_probability, l1mc = log(1 - c); try_fast: False where the
+    fast path has already failed on it."""
+    cdef double kf, n_lo, n_hi, alpha, beta, z, lcd, lsd
+    if not (not isnan(t) and c > 0 and c < 1 and k >= 1 and n_min >= 1 and n_max >= n_min):
+        n_out[0], status_out[0], achieved_out[0] = <int>n_max, INVALID, 0
+        return
+    alpha = (<double>low - mu) / sigma
+    beta = (<double>high - mu) / sigma
+    if not (_plain(mu, sigma, low, high, alpha, beta) or _valid(mu, sigma, low, high)):
+        n_out[0], status_out[0], achieved_out[0] = <int>n_max, INVALID, 0
+        return
+    kf, n_lo, n_hi = <double>k, <double>n_min, <double>n_max
+    if t <= low:
+        n_out[0] = <int>max(kf, n_lo) if max(kf, n_lo) <= n_hi else <int>n_hi
+        status_out[0] = TRIVIAL
+        achieved_out[0] = 1 if n_out[0] >= kf else 0
+        return
+    if t >= high:
+        lcd, lsd = 0.0, -INFINITY  # exactly the careful path's values
+    elif try_fast:
+        z = (<double>t - mu) / sigma
+        if kf <= 1:
+            if _fast_best(alpha, beta, z, l1mc, n_lo, n_hi, eps, n_exact, close, n_out,
+                          status_out, achieved_out):
+                return
+        elif _fast_k(alpha, beta, z, l1mc, kf, n_lo, n_hi, eps, n_exact, n_out, status_out,
+                     achieved_out):
+            return
+        _logs(mu, sigma, low, high, t, &lcd, &lsd)
+    else:
+        _logs(mu, sigma, low, high, t, &lcd, &lsd)
+    _solve_probability(<floating>lcd, <floating>lsd, l1mc, kf, n_lo, n_hi, n_out, status_out,
+                       achieved_out)
+
+
+cdef enum:
+    BLOCK = 512  # elements per scheduling unit: log(1 - c) is reused along a block
+
+
+cdef void _probability_block(Py_ssize_t start, Py_ssize_t end, const floating* mu,
+                             Py_ssize_t s_mu, const floating* sigma, Py_ssize_t s_sigma,
+                             const floating* low, Py_ssize_t s_low, const floating* high,
+                             Py_ssize_t s_high, const floating* target, Py_ssize_t s_t,
+                             const floating* conf, Py_ssize_t s_c, const long long* k,
+                             Py_ssize_t s_k, const long long* n_min, Py_ssize_t s_lo,
+                             const long long* n_max, Py_ssize_t s_hi, bint uniform, double eps,
+                             double n_exact, double close, int* out_n, int* out_status,
+                             floating* out_achieved) noexcept nogil:
+    """Elements [start, end) (strides in elements; 0 for a broadcast value). uniform: double,
+    and one plainly valid low, high, k, n_min <= n_max for all; then the C kernels prove the
+    bulk (k = 1 entirely, k > 1 its logs, several queries at a time), and only the rest goes
+    to _probability, which takes every element otherwise."""
+    cdef Py_ssize_t i, j, count
+    # per element of the block: queries pending (k = 1), log(1 - c), the fast logs (k > 1)
+    cdef Py_ssize_t pending[BLOCK]
+    cdef double pending_l1mc[BLOCK]
+    cdef double lf[BLOCK]
+    cdef double dlf[BLOCK]
+    cdef double ls[BLOCK]
+    cdef double dls[BLOCK]
+    cdef double size[BLOCK]
+    cdef char ok[BLOCK]
+    cdef floating c, c_last = NAN, l1mc = NAN
+    if floating is double:
+        if uniform and k[0] == 1:
+            count = optscale_best_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf,
+                                        s_c, low[0], high[0], <double>n_min[0],
+                                        <double>n_max[0], out_n, out_status, out_achieved,
+                                        pending, pending_l1mc)
+            for j in range(count):
+                i = pending[j]
+                _probability(mu[i * s_mu], sigma[i * s_sigma], low[0], high[0],
+                             target[i * s_t], conf[i * s_c], pending_l1mc[j], 1, n_min[0],
+                             n_max[0], eps, n_exact, close, False, &out_n[i], &out_status[i],
+                             &out_achieved[i])
+            return
+        if uniform:
+            optscale_logs_block(start, end, mu, s_mu, sigma, s_sigma, target, s_t, conf, s_c,
+                                low[0], high[0], ok, lf, dlf, ls, dls, size, pending_l1mc)
+            for i in range(start, end):
+                j = i - start
+                if not (ok[j] and _k_decide(lf[j], dlf[j], ls[j], dls[j], size[j],
+                                            pending_l1mc[j], <double>k[0], <double>n_min[0],
+                                            <double>n_max[0], eps, n_exact, &out_n[i],
+                                            &out_status[i], &out_achieved[i])):
+                    _probability(mu[i * s_mu], sigma[i * s_sigma], low[0], high[0],
+                                 target[i * s_t], conf[i * s_c], pending_l1mc[j], k[0],
+                                 n_min[0], n_max[0], eps, n_exact, close, False, &out_n[i],
+                                 &out_status[i], &out_achieved[i])
+            return
+    for i in range(start, end):
+        c = conf[i * s_c]
+        if not (c == c_last):
+            c_last, l1mc = c, _log1m(c)
+        _probability(mu[i * s_mu], sigma[i * s_sigma], low[i * s_low], high[i * s_high],
+                     target[i * s_t], c, l1mc, k[i * s_k], n_min[i * s_lo], n_max[i * s_hi],
+                     eps, n_exact, close, True, &out_n[i], &out_status[i], &out_achieved[i])
+
+
+def min_samples_probability(const floating[:] mu, const floating[:] sigma,
+                            const floating[:] low, const floating[:] high,
+                            const floating[:] target, const floating[:] conf,
+                            const long long[:] k, const long long[:] n_min,
+                            const long long[:] n_max, int[::1] out_n, int[::1] out_status,
+                            floating[::1] out_achieved, int threads):
     """At least k of n reach the target with the confidence. Each element first tries the
     plain formula (fast path); where its error bound cannot prove the answer exact, the
-    careful log-space logs decide."""
-    cdef Py_ssize_t i, size = mu.shape[0]
-    cdef double lcd, lsd, kf, n_lo, n_hi, dlf, dls, s, ds, log_size, n_raw, d_lf, d_ls, eps
-    cdef double n_exact
-    cdef floating lf, ls, l1mc
-    cdef bint done
+    careful log-space logs decide. Inputs may be broadcast (stride 0); log(1 - c) is taken
+    once per run of equal confidences."""
+    cdef Py_ssize_t b, size = out_n.shape[0], blocks = (size + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t f = sizeof(floating), q = sizeof(long long)
+    cdef double eps, n_exact, close
+    cdef bint uniform
+    if size == 0:
+        return
     if floating is float:
-        eps, n_exact = FLT_EPSILON, 4194304.0
+        eps, n_exact, close = FLT_EPSILON, 4194304.0, 2.0 ** -12
     else:
-        eps, n_exact = DBL_EPSILON, 2251799813685248.0
-    for i in prange(size, nogil=True, num_threads=threads, schedule="guided"):
-        if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
-                and conf[i] > 0 and conf[i] < 1 and k[i] >= 1 and n_min[i] >= 1
-                and n_max[i] >= n_min[i]):
-            out_n[i], out_status[i], out_achieved[i] = n_max[i], INVALID, 0
-            continue
-        kf, n_lo, n_hi = <double>k[i], <double>n_min[i], <double>n_max[i]
-        if target[i] <= low[i]:
-            out_n[i] = <int>max(kf, n_lo) if max(kf, n_lo) <= n_hi else <int>n_hi
-            out_status[i] = TRIVIAL
-            out_achieved[i] = 1 if out_n[i] >= kf else 0
-            continue
-        l1mc = _log1m(conf[i])
-        done = False
-        lcd = 0.0  # private (see log_cdf_sf)
-        lsd = 0.0
-        dlf = 0.0
-        dls = 0.0
-        s = 0.0
-        ds = 0.0
-        log_size = 0.0
-        n_raw = 0.0
-        if target[i] >= high[i]:
-            lcd, lsd = 0.0, -INFINITY  # exactly the careful path's values
-            done = True
-        elif target[i] > low[i] and _fast_logs(mu[i], sigma[i], low[i], high[i], target[i],
-                                               &lcd, &dlf, &lsd, &dls, &s, &ds, &log_size,
-                                               kf > 1):
-            lf, ls = <floating>lcd, <floating>lsd
-            _solve_probability(lf, ls, l1mc, kf, n_lo, n_hi, &out_n[i], &out_status[i],
-                               &out_achieved[i], &n_raw)
-            d_lf = _margin(<double>lf, dlf, log_size, eps)
-            if kf <= 1:
-                done = _best_exact(n_raw, <double>lf, d_lf, <double>l1mc, n_lo, n_hi, n_exact)
-            else:
-                d_ls = _margin(<double>ls if isfinite(ls) else 0.0, dls, log_size, eps)
-                done = _k_exact(lf, ls, l1mc, kf, n_lo, n_hi, <double>conf[i], out_status[i],
-                                n_raw, d_lf, d_ls, s, ds, eps, n_exact)
-            if done:
-                continue
-        if not done:
-            _logs(mu[i], sigma[i], low[i], high[i], target[i], &lcd, &lsd)
-        lf, ls = <floating>lcd, <floating>lsd
-        _solve_probability(lf, ls, l1mc, kf, n_lo, n_hi, &out_n[i], &out_status[i],
-                           &out_achieved[i], &n_raw)
+        eps, n_exact, close = DBL_EPSILON, 2251799813685248.0, 2.0 ** -41
+    uniform = (floating is double and low.strides[0] == 0 and high.strides[0] == 0
+               and k.strides[0] == 0 and n_min.strides[0] == 0 and n_max.strides[0] == 0
+               and k[0] >= 1 and n_min[0] >= 1 and n_max[0] >= n_min[0]
+               and fabs(low[0]) <= BIG and fabs(high[0]) <= BIG and low[0] < high[0])
+    for b in prange(blocks, nogil=True, num_threads=threads, schedule="guided"):
+        _probability_block(b * BLOCK, min(size, (b + 1) * BLOCK), &mu[0], mu.strides[0] // f,
+                           &sigma[0], sigma.strides[0] // f, &low[0], low.strides[0] // f,
+                           &high[0], high.strides[0] // f, &target[0], target.strides[0] // f,
+                           &conf[0], conf.strides[0] // f, &k[0], k.strides[0] // q,
+                           &n_min[0], n_min.strides[0] // q, &n_max[0], n_max.strides[0] // q,
+                           uniform, eps, n_exact, close, &out_n[0], &out_status[0],
+                           &out_achieved[0])
 
 
-def cost_aware_samples(floating[::1] mu, floating[::1] sigma, floating[::1] low,
-                       floating[::1] high, floating[::1] target, floating[::1] cost,
-                       long long[::1] n_min, long long[::1] n_max, int[::1] out_n,
-                       int[::1] out_status, floating[::1] out_achieved, int threads):
+def cost_aware_samples(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+                       const floating[:] high, const floating[:] target,
+                       const floating[:] cost, const long long[:] n_min,
+                       const long long[:] n_max, int[::1] out_n, int[::1] out_status,
+                       floating[::1] out_achieved, int threads):
     """The smallest n >= 0 with F^n (1 - F) <= cost, clipped to [n_min, n_max]."""
-    cdef Py_ssize_t i, size = mu.shape[0]
+    cdef Py_ssize_t i, size = out_n.shape[0]
     cdef double lcd, lsd, n_lo, n_hi, n
     cdef floating lf, ls, bound, n_f
     for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
@@ -514,110 +771,229 @@ def cost_aware_samples(floating[::1] mu, floating[::1] sigma, floating[::1] low,
 
 # ----------------------------------------------------------------------------- expected best
 
-cdef inline double _quantile0(double mu, double sigma, double low, double high,
-                              double log_q) noexcept nogil:
+cdef struct _Quantiles:
+    # what the first-guess quantile of one distribution needs besides log q (computed once per
+    # distribution, not once per quadrature node)
+    double mu, sigma, low, high, alpha, beta, width, log_z, r
+    double log_edge_low   # log Phi(alpha) if alpha < 0 else log Phi(-alpha): edge = alpha
+    double log_edge_high  # log Phi(-beta) if beta > 0 else log Phi(beta): edge = -beta
+    bint deep_right, deep_left, lost
+
+
+cdef inline void _quantiles(double mu, double sigma, double low, double high,
+                            _Quantiles* p) noexcept nogil:
+    cdef double ta, ga, tb, gb, an, rel, q
+    p.mu, p.sigma, p.low, p.high = mu, sigma, low, high
+    p.alpha, p.beta = (low - mu) / sigma, (high - mu) / sigma
+    p.width = (high - low) / sigma
+    _tail_point(fabs(p.alpha), &ta, &ga)
+    _tail_point(fabs(p.beta), &tb, &gb)
+    _log_mass(p.alpha, ta, ga, p.beta, tb, gb, p.width, &an, &rel, &q)
+    p.log_z = an + rel
+    p.deep_right, p.deep_left = p.alpha >= 8.0, p.beta <= -8.0
+    p.r = p.alpha if p.deep_right else -p.beta
+    # a guess from the far bound would be off by eps r^2 in log probability (or undefined once
+    # log Z underflows): measure from the bound the mass piles against
+    p.lost = (p.deep_right or p.deep_left) and not (isfinite(p.log_z) and 2.220446049250313e-16
+                                                    * p.r * p.r <= 1e-3)
+    p.log_edge_low = log_ndtr(p.alpha) if p.alpha < 0.0 else log_ndtr(-p.alpha)
+    p.log_edge_high = log_ndtr(-p.beta) if -p.beta < 0.0 else log_ndtr(p.beta)
+
+
+cdef inline double _quantile0(const _Quantiles* p, double log_q) noexcept nogil:
     """First-guess quantile from log q (the JAX core's, without Newton polish: its absolute
     error is far below the quadrature's)."""
-    cdef double alpha, beta, width, log_z, log_1mq, log_p, edge, z0, delta, linear
-    cdef double le_cdf, le_sf, tiny, r, c, ell, ta, ga, tb, gb, an, rel, q, bound
-    cdef bint from_low, deep_right, deep_left, same_side
+    cdef double log_p, edge, le, z0, delta, linear, tiny, c, ell, bound
+    cdef bint from_low, same_side
     if log_q == -INFINITY:
-        return low
+        return p.low
     if log_q >= 0.0:
-        return high
-    alpha, beta = (low - mu) / sigma, (high - mu) / sigma
-    width = (high - low) / sigma
-    _tail_point(fabs(alpha), &ta, &ga)
-    _tail_point(fabs(beta), &tb, &gb)
-    _log_mass(alpha, ta, ga, beta, tb, gb, width, &an, &rel, &q)
-    log_z = an + rel
-    log_1mq = _log1mexp(log_q)
-    deep_right, deep_left = alpha >= 8.0, beta <= -8.0
-    r = alpha if deep_right else -beta
-    if (deep_right or deep_left) and not (isfinite(log_z) and 2.220446049250313e-16 * r * r
-                                          <= 1e-3):
-        # a guess from the far bound would be off by eps r^2 in log probability (or undefined
-        # once log Z underflows): measure from the bound the mass piles against
-        from_low = deep_right
+        return p.high
+    from_low = p.deep_right if p.lost else log_q <= -LN2
+    if from_low:
+        log_p, edge, le = log_q, p.alpha, p.log_edge_low
     else:
-        from_low = log_q <= -LN2
-    log_p = log_q if from_low else log_1mq
-    edge = alpha if from_low else -beta
-    le_cdf, le_sf = log_ndtr(edge), log_ndtr(-edge)
+        log_p, edge, le = _log1mexp(log_q), -p.beta, p.log_edge_high
     if edge < 0.0:
-        z0 = ndtri_exp(_logaddexp(le_cdf, log_p + log_z))
-        bound = low if from_low else high
-        if fabs(bound) + sigma * fabs(z0 - edge) > 1e3 * (fabs(mu) + sigma * fabs(z0)):
+        z0 = ndtri_exp(_logaddexp(le, log_p + p.log_z))
+        bound = p.low if from_low else p.high
+        if fabs(bound) + p.sigma * fabs(z0 - edge) > 1e3 * (fabs(p.mu) + p.sigma * fabs(z0)):
             # a bound far from the mass in absolute terms: x - bound would cancel
             if from_low:
-                return min(max(mu + sigma * z0, low), high)
-            return min(max(mu - sigma * z0, low), high)
+                return min(max(p.mu + p.sigma * z0, p.low), p.high)
+            return min(max(p.mu - p.sigma * z0, p.low), p.high)
     else:
-        z0 = -ndtri_exp(le_sf + _log1mexp(min(log_p + log_z - le_sf, 0.0)))
-    delta = min(max(z0 - edge, 0.0), width)
-    linear = exp(log_p + log_z + 0.5 * edge * edge + HALF_LOG_2PI)
+        z0 = -ndtri_exp(le + _log1mexp(min(log_p + p.log_z - le, 0.0)))
+    delta = min(max(z0 - edge, 0.0), p.width)
     tiny = 64.0 * 2.220446049250313e-16 * (1.0 + fabs(edge))
     if delta <= tiny:
-        delta = min(linear, width)
-    if deep_right or deep_left:
+        linear = exp(log_p + p.log_z + 0.5 * edge * edge + HALF_LOG_2PI)
+        delta = min(linear, p.width)
+    if p.deep_right or p.deep_left:
         # exponential tail against the bound the mass piles on (rate r; hypot: r may be 1e300)
-        same_side = from_low if deep_right else not from_low
+        same_side = from_low if p.deep_right else not from_low
         if same_side:
-            c = r * width + 0.5 * width * width
+            c = p.r * p.width + 0.5 * p.width * p.width
             ell = -_log1mexp(min(log_p + _log1mexp(-c), 0.0))
-            delta = min(2.0 * ell / (r + hypot(r, sqrt(2.0 * ell))), width)
+            delta = min(2.0 * ell / (p.r + hypot(p.r, sqrt(2.0 * ell))), p.width)
     if from_low:
-        return min(max(low + sigma * delta, low), high)
-    return min(max(high - sigma * delta, low), high)
+        return min(max(p.low + p.sigma * delta, p.low), p.high)
+    return min(max(p.high - p.sigma * delta, p.low), p.high)
 
 
-cdef inline double _expected_best(double mu, double sigma, double low, double high, double n,
-                                  const double[::1] log_v, const double[::1] w_v) noexcept nogil:
+cdef inline double _expected_best(const _Quantiles* p, double n, const double[::1] log_v,
+                                  const double[::1] w_v) noexcept nogil:
     cdef double total = 0.0
     cdef Py_ssize_t j
     for j in range(log_v.shape[0]):
-        total = total + w_v[j] * _quantile0(mu, sigma, low, high, log_v[j] / n)
+        total = total + w_v[j] * _quantile0(p, log_v[j] / n)
     return total
 
 
-def expected_best(floating[::1] mu, floating[::1] sigma, floating[::1] low,
-                  floating[::1] high, floating[::1] n, const double[::1] log_v,
+cdef inline double _expected_one(double mu, double sigma, double low, double high, double n,
+                                 const double[::1] log_v, const double[::1] w_v) noexcept nogil:
+    cdef _Quantiles p  # a local of its own per call: each thread has its own
+    _quantiles(mu, sigma, low, high, &p)
+    return _expected_best(&p, n, log_v, w_v)
+
+
+def expected_best(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+                  const floating[:] high, const floating[:] n, const double[::1] log_v,
                   const double[::1] w_v, floating[::1] out, int threads):
-    cdef Py_ssize_t i, size = mu.shape[0]
+    cdef Py_ssize_t i, size = out.shape[0]
     for i in prange(size, nogil=True, num_threads=threads, schedule="static"):
         if _valid(mu[i], sigma[i], low[i], high[i]):
-            out[i] = <floating>_expected_best(mu[i], sigma[i], low[i], high[i], n[i], log_v, w_v)
+            out[i] = <floating>_expected_one(mu[i], sigma[i], low[i], high[i], n[i], log_v, w_v)
         else:
             out[i] = NAN
 
 
-def min_samples_expected(floating[::1] mu, floating[::1] sigma, floating[::1] low,
-                         floating[::1] high, floating[::1] target, long long[::1] n_min,
-                         long long[::1] n_max, const double[::1] log_v, const double[::1] w_v,
-                         int[::1] out_n, int[::1] out_status, floating[::1] out_achieved,
-                         int threads):
-    """Smallest n with E[best of n] >= target, by bisection on [n_min, n_max]."""
-    cdef Py_ssize_t i, size = mu.shape[0]
-    cdef double lo, hi, mid
+cdef inline double _guide_search(const _Quantiles* p, floating t, double n_lo, double n_hi,
+                                 const double[::1] guide_v,
+                                 const double[::1] guide_w) noexcept nogil:
+    """The smallest n in [n_lo, n_hi] whose expected best by the coarse rule reaches t (n_hi
+    if none): regula falsi on log n with the Illinois rule (the expected best is smooth and
+    slowly growing in log n), bisecting log n where a step gains little."""
+    cdef double lo = n_lo, hi = n_hi, f_lo, f_hi, f_m, m, u, width
+    cdef int side = 0
+    f_lo = <floating>_expected_best(p, lo, guide_v, guide_w) - t
+    if f_lo >= 0:
+        return lo
+    f_hi = <floating>_expected_best(p, hi, guide_v, guide_w) - t
+    if f_hi < 0:
+        return hi
+    while hi - lo > 1.0:  # f_lo < 0 <= f_hi
+        width = hi - lo
+        u = log(lo) + (log(hi) - log(lo)) * (f_lo / (f_lo - f_hi))
+        m = floor(exp(u) + 0.5) if side != 2 else floor(sqrt(lo * hi))
+        m = min(max(m, lo + 1.0), hi - 1.0)
+        f_m = <floating>_expected_best(p, m, guide_v, guide_w) - t
+        if f_m >= 0:
+            hi, f_hi = m, f_m
+            if side == -1:
+                f_lo = 0.5 * f_lo  # the same end kept twice: pull the next point its way
+            side = -1
+        else:
+            lo, f_lo = m, f_m
+            if side == 1:
+                f_hi = 0.5 * f_hi
+            side = 1
+        if hi - lo > 0.5 * width:
+            side = 2  # little gained: bisect log n next
+    return hi
+
+
+cdef inline double _expected_search(const _Quantiles* p, floating t, double n_lo, double n_hi,
+                                    const double[::1] log_v, const double[::1] w_v,
+                                    const double[::1] guide_v, const double[::1] guide_w,
+                                    floating* e_out) noexcept nogil:
+    """Smallest n in [n_lo, n_hi] with E[best of n] >= t (e_out: its E), or -1 (e_out: E at
+    n_hi) where none is: the answer of bisection on [n_lo, n_hi] for an E nondecreasing in n.
+
+    A search with a coarse quadrature rule (guide_v, guide_w) guesses n; the full rule then
+    brackets the answer by galloping from the guess (steps 1, 1, 2, 4, ...: the guess is
+    mostly the crossing, or next to it) and bisects the bracket. Only full-rule values
+    decide."""
+    cdef double lo, hi = _guide_search(p, t, n_lo, n_hi, guide_v, guide_w), mid, step, ok_n
+    cdef double bad_n
+    cdef floating e, e_ok
+    e = <floating>_expected_best(p, hi, log_v, w_v)
+    step = 1.0
+    if e >= t:  # gallop down to a failing n (or n_lo)
+        ok_n, e_ok = hi, e
+        while True:
+            if ok_n <= n_lo:
+                e_out[0] = e_ok
+                return ok_n
+            bad_n = max(ok_n - step, n_lo)
+            e = <floating>_expected_best(p, bad_n, log_v, w_v)
+            if e < t:
+                break
+            ok_n, e_ok = bad_n, e
+            step = 2.0 * step if step > 1.0 or ok_n < hi - 1.0 else 1.0
+    else:  # gallop up to a passing n (or n_hi fails: infeasible)
+        bad_n = hi
+        while True:
+            if bad_n >= n_hi:
+                e_out[0] = e
+                return -1.0
+            ok_n = min(bad_n + step, n_hi)
+            e_ok = <floating>_expected_best(p, ok_n, log_v, w_v)
+            if e_ok >= t:
+                break
+            bad_n, e = ok_n, e_ok
+            step = 2.0 * step if step > 1.0 or bad_n > hi + 1.0 else 1.0
+    lo = bad_n + 1.0  # E(bad_n) < t <= E(ok_n)
+    while lo < ok_n:
+        mid = floor(0.5 * (lo + ok_n))
+        e = <floating>_expected_best(p, mid, log_v, w_v)
+        if e >= t:
+            ok_n, e_ok = mid, e
+        else:
+            lo = mid + 1.0
+    e_out[0] = e_ok
+    return ok_n
+
+
+cdef inline void _expected_solve(floating mu, floating sigma, floating low, floating high,
+                                 floating t, double n_lo, double n_hi, const double[::1] log_v,
+                                 const double[::1] w_v, const double[::1] guide_v,
+                                 const double[::1] guide_w, int* n_out, int* status_out,
+                                 floating* achieved_out) noexcept nogil:
+    """One valid element of min_samples_expected."""
+    cdef _Quantiles p
+    cdef floating e = 0
+    cdef double n
+    _quantiles(mu, sigma, low, high, &p)
+    if t <= low:
+        n_out[0], status_out[0] = <int>n_lo, TRIVIAL
+        achieved_out[0] = <floating>_expected_best(&p, n_lo, log_v, w_v)
+    elif t >= high:
+        n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
+        achieved_out[0] = <floating>_expected_best(&p, n_hi, log_v, w_v)
+    else:
+        n = _expected_search(&p, t, n_lo, n_hi, log_v, w_v, guide_v, guide_w, &e)
+        if n < 0:
+            n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
+        else:
+            n_out[0], status_out[0] = <int>n, OK
+        achieved_out[0] = e
+
+
+def min_samples_expected(const floating[:] mu, const floating[:] sigma, const floating[:] low,
+                         const floating[:] high, const floating[:] target,
+                         const long long[:] n_min, const long long[:] n_max,
+                         const double[::1] log_v, const double[::1] w_v,
+                         const double[::1] guide_v, const double[::1] guide_w, int[::1] out_n,
+                         int[::1] out_status, floating[::1] out_achieved, int threads):
+    """Smallest n with E[best of n] >= target: the answer of bisection on [n_min, n_max], found
+    from a coarse-rule guess (see _expected_search)."""
+    cdef Py_ssize_t i, size = out_n.shape[0]
     for i in prange(size, nogil=True, num_threads=threads, schedule="dynamic"):
         if not (_valid(mu[i], sigma[i], low[i], high[i]) and not isnan(target[i])
                 and n_min[i] >= 1 and n_max[i] >= n_min[i]):
             out_n[i], out_status[i], out_achieved[i] = n_max[i], INVALID, 0
-            continue
-        lo, hi = <double>n_min[i], <double>n_max[i]
-        if target[i] <= low[i]:
-            out_n[i], out_status[i] = n_min[i], TRIVIAL
-        elif target[i] >= high[i] or <floating>_expected_best(
-                mu[i], sigma[i], low[i], high[i], hi, log_v, w_v) < target[i]:
-            out_n[i], out_status[i] = n_max[i], INFEASIBLE
         else:
-            while lo < hi:
-                mid = floor(0.5 * (lo + hi))
-                if <floating>_expected_best(mu[i], sigma[i], low[i], high[i], mid, log_v,
-                                            w_v) >= target[i]:
-                    hi = mid
-                else:
-                    lo = mid + 1.0
-            out_n[i], out_status[i] = <int>hi, OK
-        out_achieved[i] = <floating>_expected_best(mu[i], sigma[i], low[i], high[i],
-                                                   <double>out_n[i], log_v, w_v)
+            _expected_solve(mu[i], sigma[i], low[i], high[i], target[i], <double>n_min[i],
+                            <double>n_max[i], log_v, w_v, guide_v, guide_w, &out_n[i],
+                            &out_status[i], &out_achieved[i])

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special as sc
 
 from optscale import _fastpath, _fit
-from optscale._checks import N_MAX_DEFAULT, any_invalid
+from optscale._checks import INT_MAX, N_MAX_DEFAULT, any_invalid
 from optscale._quadrature import LOG_V, W_V
 from optscale._solution import Solution, Status
 
@@ -434,12 +434,182 @@ def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible
                     np.broadcast_to(achieved, shape).astype(dtype))
 
 
+_SQRT_HALF = math.sqrt(0.5)
+_EPS = float(np.finfo(np.float64).eps)
+_THETA = 2.0 * float(np.finfo(np.float64).tiny)
+
+
+_BULK_CHUNK = 1 << 15  # queries per pass: the temporaries stay in cache
+
+
+def _best_bulk(mu, sigma, low, high, target, confidence, n_lo, n_hi):
+    """_best_chunk on the flat (or single) arguments, in chunks: with the target above the
+    centre, then at or below it on the queries left. (n, status, achieved, done), flat."""
+    args = [v if np.ndim(v) == 0 else np.reshape(v, -1)
+            for v in (mu, sigma, low, high, target, confidence)]
+    size = max(np.size(v) for v in args)
+    n, achieved = np.empty(size), np.empty(size)
+    status, done = np.zeros(size, np.int32), np.zeros(size, bool)
+    for above in (True, False):
+        todo = None if above else np.flatnonzero(~done)
+        count = size if above else todo.size
+        for start in range(0, count, _BULK_CHUNK):
+            part = slice(start, start + _BULK_CHUNK) if above else todo[start:start
+                                                                         + _BULK_CHUNK]
+            got = _best_chunk(*(v if np.ndim(v) == 0 else v[part] for v in args), n_lo, n_hi,
+                              above)
+            if above:
+                n[part], status[part], achieved[part], done[part] = got
+            else:  # only what this pass proves: the rest keeps its placeholders
+                proven = np.broadcast_to(got[3], part.shape)
+                n[part[proven]], status[part[proven]], achieved[part[proven]] = (
+                    np.broadcast_to(v, part.shape)[proven] for v in got[:3])
+                done[part[proven]] = True
+    return n, status, achieved, done
+
+
+def _best_chunk(mu, sigma, low, high, target, confidence, n_lo, n_hi, above):
+    """The k = 1 answer of float64 queries by the plain formula, where its error bound proves it
+    the careful one (optscale/_fastpath.py): (n, status, achieved, done), flat, ``done`` where
+    proven. The same arithmetic as ``_fastpath.central_logs``, ``margin`` and ``best_exact`` for
+    the bulk of queries (central ranges, plainly valid, the target above the centre (``above``)
+    or at or below it), where the tail on the far side of the centre needs no error of its own
+    (T (8 + 6 u^2) eps <= 4 eps), in fewer passes over the data; the rest is left to the
+    general path."""
+    with np.errstate(all="ignore"):
+        alpha = (low - mu) / sigma
+        beta = (high - mu) / sigma
+        z = (target - mu) / sigma
+        # plainly valid (the rules of _checks), central, the target on the centre's side asked
+        ok = (alpha < 0) & (alpha >= -2.0**60) & (beta > 0) & (beta <= 2.0**60)
+        ok &= (z > 0) if above else (z <= 0)
+        ok &= (beta - alpha >= 2.0**-60) & (sigma >= 2.0**-60) & (sigma <= 2.0**100)
+        ok &= (target > low) & (target < high) & (confidence > 0) & (confidence < 1)
+
+        def tail(u, e2):
+            """T(|u|) and its error bound T (E0 + e2 u^2) eps + theta, for u >= 0."""
+            tv = sc.erfc(u * _SQRT_HALF)
+            tv *= 0.5
+            err = np.minimum(u, _fastpath.U_CAP)
+            err *= err
+            err *= e2
+            err += _fastpath.E0
+            err *= _EPS
+            err *= tv
+            err += _THETA
+            return tv, err
+
+        far_error = 4.0 * _EPS + _THETA  # the far tail's bound, T (8 + 6 u^2) eps <= 4 eps
+        if above:
+            ta = sc.erfc(alpha * -_SQRT_HALF)
+            ta *= 0.5
+            tz, ez = tail(z, _fastpath.E2)
+            tb, eb = tail(beta, _fastpath.E2_BOUND)
+            lower = 1.0 - ta
+            lower -= tz
+            upper = tz - tb
+            dl = ez + far_error
+            dl += 2.0 * _EPS
+            du = ez + eb
+            du += _EPS * np.abs(upper)
+        else:
+            ta, ea = tail(-alpha, _fastpath.E2_BOUND)
+            tz, ez = tail(-z, _fastpath.E2)
+            tb = sc.erfc(beta * _SQRT_HALF)
+            tb *= 0.5
+            lower = tz - ta
+            upper = 1.0 - tz
+            upper -= tb
+            dl = ez + ea
+            dl += _EPS * np.abs(lower)
+            du = ez + far_error
+            du += 2.0 * _EPS
+        total = lower + upper
+        inv = 1.0 / total
+        s = upper * inv
+        f = lower * inv
+        ds = dl + du
+        ds += _EPS * total
+        ds *= s
+        ds += du
+        ds *= inv
+        ds += (2.0 * _EPS) * s
+        ok &= (lower > 0) & (upper > 0) & (ds <= 0.125 * f)
+        log_f = np.log1p(-s)
+        d_log_f = ds * 1.01
+        d_log_f /= f
+        # |log m| <= (|e| + 1) ln 2 for m = x 2^e, and the smaller mass has the larger |e|
+        # (both are at most 1)
+        size = np.abs(np.frexp(np.minimum(lower, upper))[1])
+        abs_lf = np.abs(log_f)
+        d_log_f += (2.0 * _EPS) * abs_lf
+        # the margin (_fastpath.margin, L = 2): 2 d + eps |log F| (16 + 4 log_size + 8)
+        d = (size + 1.0) * (4.0 * 0.6931471805599453)
+        d += 24.0
+        d *= _EPS * abs_lf
+        d += 2.0 * d_log_f
+        # _fastpath.best_exact (log F < 0 as upper > 0). Its margins prove the careful answer
+        # whatever n is tested, so the quotient's rounding needs no fix-up (_ceil_exact's): an
+        # n off by one fails them, and the query takes the general path.
+        log1mc = np.log1p(-confidence)
+        n = np.ceil(log1mc / log_f)
+        big_b = -log1mc
+        ok &= d <= abs_lf * 2.0**-41
+        beyond = n > n_hi
+        m = np.maximum(n, n_lo)
+        fine = (m * (abs_lf - d) >= big_b) & ((m <= n_lo) | ((m - 1) * (abs_lf + d) < big_b))
+        ok &= np.where(beyond, n_hi * (abs_lf + d) < big_b, fine)
+        n = np.where(beyond, n_hi, m)
+        achieved = -np.expm1(n * log_f)
+    status = np.where(beyond, Status.INFEASIBLE, Status.OK).astype(np.int32)
+    return n, status, achieved, ok
+
+
 def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                 criterion: str = "probability", n_min: Any = 1,
                 n_max: Any = N_MAX_DEFAULT) -> Solution:
     """Smallest n in [n_min, n_max] meeting the criterion; see :func:`optscale.min_samples`."""
     if criterion not in ("probability", "expected"):
         raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+    closed_form = isinstance(k, int) and not isinstance(k, bool) and k == 1
+    bounds = np.asarray(n_min), np.asarray(n_max)
+    if (criterion == "probability" and closed_form and all(b.ndim == 0 and b.dtype.kind in "iu"
+                                                            for b in bounds)
+            and 1 <= n_min <= n_max <= INT_MAX):
+        params = (*dist.params(), target, confidence)
+        if _dtype(*params) == np.float64 and math.prod(np.broadcast_shapes(
+                *(np.shape(v) for v in params))):
+            return _min_samples_bulk(params, n_min, n_max)
+    return _min_samples(dist, target, confidence, k=k, criterion=criterion, n_min=n_min,
+                        n_max=n_max)
+
+
+def _min_samples_bulk(params, n_min, n_max) -> Solution:
+    """k = 1 in float64: the bulk by _best_bulk, the rest by the general path."""
+    arrays = [np.asarray(v, np.float64) for v in params]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    size = math.prod(shape)
+    # one value or every element, flat (arguments broadcast along some axes only are copied);
+    # an array of one repeated value (a common target or confidence) as that value
+    flat = [a if a.ndim == 0 else np.broadcast_to(a, shape).reshape(-1) for a in arrays]
+    flat = [a[0] if a.ndim and a.size and a[0] == a[-1] and a[0] == a.min() == a.max() else a
+            for a in flat]
+    n, status, achieved, done = (v if v.size == size else np.repeat(v, size) for v in _best_bulk(
+        *flat, float(n_min), float(n_max)))  # (every argument one value: one query's answer)
+    with np.errstate(invalid="ignore"):  # (n of the rest is a placeholder)
+        n = n.astype(np.int32)
+    rest = np.flatnonzero(~done)
+    if rest.size:
+        sub = [a if a.ndim == 0 else a[rest] for a in flat]
+        sol = _min_samples(_Params(*sub[:4]), sub[4], sub[5], n_min=n_min, n_max=n_max)
+        n[rest], status[rest], achieved[rest] = (np.broadcast_to(v, rest.shape) for v in sol)
+    return Solution(n.reshape(shape), status.reshape(shape), achieved.reshape(shape))
+
+
+def _min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
+                 criterion: str = "probability", n_min: Any = 1,
+                 n_max: Any = N_MAX_DEFAULT) -> Solution:
+    """min_samples on the general path (every criterion, dtype and argument shape)."""
     extra = (confidence,) if criterion == "probability" else ()
     dtype = _dtype(dist.mu, dist.sigma, dist.low, dist.high, target, *extra)
     mu, sigma, low, high, target = (np.asarray(v, dtype) for v in (*dist.params(), target))
@@ -589,3 +759,6 @@ class _Params:
 
     def __init__(self, mu, sigma, low, high):
         self.mu, self.sigma, self.low, self.high = mu, sigma, low, high
+
+    def params(self):
+        return self.mu, self.sigma, self.low, self.high
