@@ -133,7 +133,7 @@ def test_requests_in_flight_are_capped_and_cancellation_frees_them():
         await up.aclose()
         # 20 in flight spread over small pools, none fuller than its share
         wide = upstream(handler, max_in_flight=20)
-        assert len(wide._clients) == 3
+        assert len(wide._pools) == 3
         many = [asyncio.ensure_future(wide.post_json("slow", {})) for _ in range(25)]
         await asyncio.sleep(0.1)
         assert wide.in_flight == 20 and max(wide._busy) <= 7
