@@ -1,5 +1,7 @@
 """``optscale serve``'s pieces on their own: the async upstream client (on an ``httpx``
-MockTransport: retries, Retry-After, the in-flight cap, the size cap, cancellation), the
+MockTransport: retries, Retry-After, the in-flight cap, the size cap, cancellation), its HTTP/1.1
+client on real sockets (body framings, keep-alive reuse and expiry, the keep-alive race, what it
+refuses, size caps, cancellation closing the connection, TLS verification), the
 scorers (logprob confidence, vLLM pooling/classify, the JSON endpoint, a local model off the
 event loop), the token bucket's rule, the knobs, the engine's own cap and failure statuses, the
 request log (fsync, rotation, numbering, writes after a cancel) and unscored samples in the pool
@@ -131,17 +133,6 @@ def test_requests_in_flight_are_capped_and_cancellation_frees_them():
         await asyncio.gather(*slow, return_exceptions=True)
         assert up.in_flight == 0 and state["now"] == 0
         await up.aclose()
-        # 20 in flight spread over small pools, none fuller than its share
-        wide = upstream(handler, max_in_flight=20)
-        assert len(wide._pools) == 3
-        many = [asyncio.ensure_future(wide.post_json("slow", {})) for _ in range(25)]
-        await asyncio.sleep(0.1)
-        assert wide.in_flight == 20 and max(wide._busy) <= 7
-        for t in many:
-            t.cancel()
-        await asyncio.gather(*many, return_exceptions=True)
-        assert sum(wide._busy) == 0
-        await wide.aclose()
 
     run(main())
 
@@ -159,6 +150,258 @@ def test_the_deadline_covers_the_whole_attempt():
         await up.aclose()
 
     run(main())
+
+
+# -- the HTTP/1.1 client on real sockets -----------------------------------------------------
+
+class RawServer:
+    """An asyncio HTTP/1.1 server on 127.0.0.1 answering each request with ``reply(i, head,
+    body)``: bytes to send (b"": none, the connection stays open), or None to close the
+    connection without an answer; ``close_after`` closes it after every answer. Records the
+    requests, the connections it accepted and those the client closed."""
+
+    def __init__(self, reply, close_after: bool = False) -> None:
+        self.reply, self.close_after = reply, close_after
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.connections = 0
+        self.closed_by_client = 0
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    def upstream(self, **kw) -> Upstream:
+        kw.setdefault("backoff", 0.0)
+        return Upstream(f"http://127.0.0.1:{self.port}/v1", **kw)
+
+    async def _handle(self, reader, writer) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                self.requests.append((head, body))
+                out = self.reply(len(self.requests) - 1, head, body)
+                if out is None:
+                    break
+                writer.write(out)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except asyncio.IncompleteReadError as end:
+            if not end.partial:
+                self.closed_by_client += 1
+        finally:
+            writer.close()
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(e + b"\r\n" for e in extra) + \
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+class Kinds(list):
+    """An upstream observer that keeps the kinds of the attempts."""
+
+    def attempt(self, kind, seconds):
+        self.append(kind)
+
+
+def test_the_http_client_reads_every_body_framing_and_reuses_connections():
+    replies = [
+        ok(b'{"a": 1}', b"Retry-After: 3"),
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4;ext=1\r\n{\"a\"\r\n4\r\n: 2}\r\n0\r\nTrailer: x\r\n\r\n",
+        ok(b'{"a": 3}', b"Connection: close"),  # the client does not reuse this one
+        b"HTTP/1.0 200 OK\r\n\r\n{\"a\": 4}",  # a body ended by the connection closing
+        ok(b'{"a": 5}')]
+
+    async def main():
+        # the server closes after the HTTP/1.0 answer only (it must: no length)
+        async with RawServer(lambda i, h, b: replies[i] if i != 3 else None) as server:
+            server.reply = lambda i, h, b: replies[i]
+            up = server.upstream(api_key="k", headers={"X-Trace": "t"})
+            got = []
+            for i in range(5):
+                if i == 3:
+                    server.close_after = True
+                got.append(await up.post_json("chat/completions", {"q": i}))
+                server.close_after = False
+            await up.aclose()
+            return server, got
+
+    server, got = run(main())
+    assert got == [{"a": k} for k in range(1, 6)]
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    for line in (b"Host: 127.0.0.1:%d" % server.port, b"Content-Length: 8",
+                 b"Authorization: Bearer k", b"X-Trace: t", b"Content-Type: application/json"):
+        assert line in head.split(b"\r\n")
+    assert json.loads(body) == {"q": 0}
+    # one connection for the first three answers, one for the HTTP/1.0 one, one for the last
+    assert server.connections == 3
+
+
+@pytest.mark.parametrize("answer,match", [
+    (b"HTTP/1.1 OK\r\n\r\n", "malformed status line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: x1\r\n\r\n", "malformed Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "conflicting"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported Transfer-Encoding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunk size"),
+    (b"HTTP/1.1 200 OK\r\nBad Header: 1\r\n\r\n", "malformed header line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", "closed the connection"),
+    (None, "closed the connection"),
+])
+def test_what_the_http_client_cannot_read_is_a_retryable_connection_error(answer, match):
+    kinds = Kinds()
+
+    async def main():
+        async with RawServer(lambda i, h, b: answer, close_after=True) as server:
+            up = server.upstream(retries=1, observer=kinds)
+            with pytest.raises(OpenAIError, match="Connection error") as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, len(server.requests)
+
+    err, sent = run(main())
+    assert match in str(err) and err.retryable and err.attempts == 2 and sent == 2
+    assert kinds == ["connection", "connection"]
+
+
+def test_a_keepalive_connection_the_server_dropped_is_replaced_without_a_retry():
+    kinds = Kinds()
+
+    async def main():
+        # the server reads the second request on the first connection and closes it without
+        # an answer (the keep-alive race: it had timed the connection out meanwhile)
+        async with RawServer(lambda i, h, b: None if i == 1 else ok(b"{}")) as server:
+            up = server.upstream(retries=0, observer=kinds)
+            for _ in range(3):
+                assert await up.post_json("x", {}) == {}
+            await up.aclose()
+            return server
+
+    server = run(main())
+    assert len(server.requests) == 4 and server.connections == 2
+    assert kinds == ["ok", "ok", "ok"]  # the dropped request is no failed attempt
+
+
+def test_idle_connections_expire(monkeypatch):
+    from optscale.serve import _http
+
+    async def main():
+        async with RawServer(lambda i, h, b: ok(b"{}")) as server:
+            up = server.upstream()
+            for _ in range(3):
+                await up.post_json("x", {})
+            monkeypatch.setattr(_http, "KEEPALIVE_S", 0.0)
+            await asyncio.sleep(0.01)
+            await up.post_json("x", {})
+            await up.aclose()
+            return server.connections
+
+    assert run(main()) == 2
+
+
+def test_a_cancelled_request_closes_its_connection():
+    async def main():
+        async with RawServer(lambda i, h, b: b"") as server:  # never answers
+            up = server.upstream()
+            task = asyncio.ensure_future(up.post_json("x", {}))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(200):
+                if server.closed_by_client:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.closed_by_client == 1 and up.in_flight == 0
+            await up.aclose()
+
+    run(main())
+
+
+@pytest.mark.parametrize("answer,match", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n{",  # the rest is never sent
+     "response of 999999999 bytes is larger than max_response_bytes=1000"),
+    ((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      (b"100\r\n" + b"x" * 256 + b"\r\n") * 5 + b"0\r\n\r\n"),
+     "response larger than max_response_bytes=1000"),
+    (b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 5000, "response larger than max_response_bytes=1000"),
+])
+def test_the_http_client_caps_a_200_body_and_does_not_retry(answer, match):
+    async def main():
+        async with RawServer(lambda i, h, b: answer) as server:
+            up = server.upstream(max_response_bytes=1000, retries=3)
+            with pytest.raises(OpenAIError, match=match) as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, len(server.requests)
+
+    err, sent = run(main())
+    assert not err.retryable and sent == 1
+
+
+def test_an_error_body_is_cut_and_its_connection_not_reused():
+    body = json.dumps({"error": {"message": "m" * 3000}}).encode()
+    answer = b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main():
+        async with RawServer(lambda i, h, b: answer) as server:
+            up = server.upstream(max_response_bytes=1000, retries=1)
+            with pytest.raises(OpenAIError) as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, server.connections
+
+    err, connections = run(main())
+    assert err.status == 503 and err.attempts == 2 and connections == 2
+
+
+def test_https_verifies_the_certificate(tmp_path, monkeypatch):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                   timeout=60)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def call():
+        server = RawServer(lambda i, h, b: ok(b'{"tls": 1}'))
+        server.server = await asyncio.start_server(server._handle, "127.0.0.1", 0, ssl=served)
+        port = server.server.sockets[0].getsockname()[1]
+        up = Upstream(f"https://127.0.0.1:{port}/v1", retries=2, backoff=0)
+        try:
+            return await asyncio.wait_for(up.post_json("x", {}), 10)
+        finally:
+            await up.aclose()
+            server.server.close()
+
+    with pytest.raises(OpenAIError, match="SSL") as info:  # an unknown issuer: no retry
+        run(call())
+    assert not info.value.retryable and info.value.attempts == 1
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the issuer is trusted
+    assert run(call()) == {"tls": 1}
+
+
+def test_bad_headers_are_refused_up_front():
+    for headers in ({"X-A": "b\r\nInjected: 1"}, {"X:A": "b"}, {"X-A": "é"}, {"": "b"}):
+        with pytest.raises(ValueError, match="headers"):
+            Upstream("http://127.0.0.1:9/v1", headers=headers)
 
 
 # -- scorers -----------------------------------------------------------------------------------
