@@ -650,6 +650,75 @@ def test_the_log_is_on_disk_when_the_future_completes_and_survives_a_cancel(tmp_
     assert len(lines) == 4 and sum("meta" in json.loads(x) for x in lines) == 1
 
 
+def test_one_fsync_covers_the_lines_queued_meanwhile_and_no_future_completes_before_it(
+        tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "log.jsonl"
+    real_fsync = os.fsync
+    gate = threading.Event()
+    synced = []  # the file's size when each fsync returned
+
+    def fsync(fd):
+        gate.wait(10)  # the first record's fsync is held: the others queue meanwhile
+        real_fsync(fd)
+        synced.append(os.fstat(fd).st_size)
+
+    async def main():
+        log = RequestLog(str(path))
+        monkeypatch.setattr(os, "fsync", fsync)
+        seen = {}  # record id -> the durable size when its future completed
+
+        def submit(i):
+            future = log.submit({"id": f"r{i}", "samples": [{"score": 0.5, "tokens": i}]})
+            future.add_done_callback(lambda f, i=i: seen.setdefault(f"r{i}", max(synced)))
+            return future
+
+        first = submit(0)
+        await asyncio.sleep(0.05)  # its write is done and its fsync is held
+        rest = [submit(i) for i in range(1, 40)]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in rest)
+        assert len(path.read_text().splitlines()) == 2  # written, not yet answered
+        gate.set()
+        await asyncio.gather(first, *rest)
+        await log.aclose()
+        return seen
+
+    seen = run(main())
+    assert len(synced) == 2  # two fsyncs for 40 records: the first, then all the others
+    text = path.read_bytes()
+    for rid, durable in seen.items():
+        end = text.index(b'"id": "%s"' % rid.encode())
+        end = text.index(b"\n", end) + 1
+        assert end <= durable, rid  # its line was on disk when its future completed
+
+
+def test_a_failed_fsync_fails_the_futures_and_the_log_goes_on(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "log.jsonl"
+    real_fsync = os.fsync
+    fail = {"on": True}
+
+    def fsync(fd):
+        if fail["on"]:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    async def main():
+        log = RequestLog(str(path))
+        monkeypatch.setattr(os, "fsync", fsync)
+        with pytest.raises(OSError, match="Input/output"):
+            await log.submit({"id": "lost", "samples": []})
+        fail["on"] = False
+        await log.submit({"id": "kept", "samples": []})
+        await log.aclose()
+
+    run(main())
+    assert [json.loads(x).get("id") for x in path.read_text().splitlines()][-1] == "kept"
+
+
 def test_rotation_numbers_files_after_the_existing_ones(tmp_path):
     path = tmp_path / "req.jsonl"
     (tmp_path / "req.7.jsonl").write_text("")  # from an earlier run: never overwritten
