@@ -328,6 +328,34 @@ def test_a_cancelled_request_closes_its_connection():
     run(main())
 
 
+def test_a_request_that_ends_after_aclose_closes_its_connection():
+    async def main():
+        answer, closed = asyncio.Event(), asyncio.Event()
+
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(2)
+            await answer.wait()
+            writer.write(ok(b"{}"))
+            await writer.drain()
+            if await reader.read(1) == b"":  # the client closed it: not kept for reuse
+                closed.set()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        up = Upstream(f"http://127.0.0.1:{port}/v1")
+        task = asyncio.ensure_future(up.post_json("x", {}))
+        await asyncio.sleep(0.05)
+        await up.aclose()  # while the request waits for its answer
+        answer.set()
+        assert await task == {}
+        await asyncio.wait_for(closed.wait(), 5)
+        server.close()
+
+    run(main())
+
+
 @pytest.mark.parametrize("answer,match", [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n{",  # the rest is never sent
      "response of 999999999 bytes is larger than max_response_bytes=1000"),

@@ -275,7 +275,7 @@ class Pool:
         name = f"[{host}]" if ":" in host else host
         self.host_header = name if port == default else f"{name}:{port}"
         self._idle: list[_Connection] = []
-        self.opened = 0  # connections opened (for tests)
+        self._closed = False
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -287,7 +287,6 @@ class Pool:
             raise
         except (OSError, ssl.SSLError) as err:
             raise ProtocolError(f"{type(err).__name__}: {err}") from None
-        self.opened += 1
         return conn
 
     def _reuse(self) -> _Connection | None:
@@ -322,14 +321,15 @@ class Pool:
             answer, reusable = await _answer(conn, limit, error_limit)
             return answer
         finally:  # cancelled or failed: closed, so that the server sees it
-            if reusable and not conn.closed and not conn.buffer:
+            if reusable and not conn.closed and not conn.buffer and not self._closed:
                 conn.idle_since = asyncio.get_running_loop().time()
                 self._idle.append(conn)
             else:
                 conn.abort()
 
     def close(self) -> None:
-        """Close the idle connections (those in use close when their request ends)."""
+        """Close the idle connections; those in use close when their request ends."""
+        self._closed = True
         for conn in self._idle:
             conn.abort()
         self._idle.clear()
