@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import ssl
 import time
 import urllib.parse
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 # what a parse of a 200 body may raise on a body of the wrong shape: "unusable response"
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
 # characters kept as they are in a request target (the rest, e.g. non-ASCII, %-encoded)
 _TARGET_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
 
@@ -84,9 +86,10 @@ class Upstream:
         if api_key is not None:
             fields["Authorization"] = f"Bearer {api_key}"
         lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-        if any(c in f"{k}{v}" for k, v in fields.items() for c in "\r\n\0") or \
-                any(":" in k or not k for k in fields) or not lines.isascii():
-            raise ValueError("headers: names and values must be ASCII without line breaks")
+        if not all(_TOKEN.fullmatch(k) for k in fields) or not lines.isascii() or \
+                any(c in str(v) for v in fields.values() for c in "\r\n\0"):
+            raise ValueError("headers: names must be HTTP tokens and values ASCII without line "
+                             "breaks")
         self._fields = lines.encode()
         self._transport = transport
         if transport is not None:
