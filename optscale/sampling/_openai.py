@@ -1,6 +1,6 @@
 """A :class:`~optscale.sampling.Generator` for any OpenAI-compatible server (vLLM, SGLang, APIs).
 
-Built on the async client of ``optscale serve`` (:mod:`optscale.serve._upstream`):
+Built on the async ``httpx`` client of ``optscale serve`` (:mod:`optscale.serve._upstream`):
 the requests of a call run as tasks on a private event loop in a background thread, so the
 generator is an ordinary blocking object for :func:`optscale.run`. ``httpx`` is imported when the
 first generator is built: ``import optscale.sampling`` does not need it.

@@ -1,14 +1,20 @@
-"""The async client to an OpenAI-compatible engine (vLLM, SGLang, any server).
+"""The async client to an OpenAI-compatible engine (vLLM, SGLang, any server), on ``httpx``.
 
-Keep-alive connections (:mod:`optscale.serve._http`, a minimal HTTP/1.1 client: ``httpx`` cost
-~10x more CPU per request, most of the proxy's work per answer), an ``asyncio.Semaphore`` on
-requests in flight, a deadline per attempt (connect to last byte), bounded retries with capped
-exponential backoff and ``Retry-After``, a response size cap enforced while the body arrives,
-and cancellation: cancelling the awaiting task closes the request's connection, which is the
-signal engines act on (vLLM aborts a request whose connection closes). Both ``optscale serve``
-and :class:`optscale.sampling.OpenAIGenerator` use it. An ``httpx`` transport (an
-``httpx.MockTransport`` in tests and benchmarks) can stand in for the network; the same rules
-apply to it.
+Pooled keep-alive connections (sharded over several small pools: httpcore's pool assigns
+requests to connections in time that grows with the pool's size, which collapses a single pool
+of hundreds of busy connections to ~100 requests/s; an idle connection is closed after
+:data:`KEEPALIVE_S`, before the server's own timeout, and one the server closed meanwhile is not
+reused), an ``asyncio.Semaphore`` on requests in flight, a deadline per attempt (connect to last
+byte), bounded retries with capped exponential backoff and ``Retry-After``, a response size cap
+enforced while the body streams in, and cancellation: cancelling the awaiting task closes the
+request's connection, which is the signal engines act on (vLLM aborts a request whose
+connection closes). Both ``optscale serve`` and :class:`optscale.sampling.OpenAIGenerator` use
+it.
+
+Requests go straight to the ``httpx`` transports (the connection pools), not through
+``httpx.AsyncClient``: the client's per-request work (URL merging, default headers, cookie
+extraction, auth and redirect handling, none of which a JSON POST to one engine needs) cost
+more CPU than the pool itself (~2/3 of a request's ~140 us on a MockTransport).
 """
 
 from __future__ import annotations
@@ -19,7 +25,6 @@ import math
 import re
 import ssl
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -32,17 +37,19 @@ from optscale.sampling._openai import (
     _retry_delay,
     _server_message,
 )
-from optscale.serve._http import Pool, ProtocolError, TooLarge, origin_of
 
-__all__ = ["Observer", "Upstream"]
+__all__ = ["KEEPALIVE_S", "POOL_SIZE", "Observer", "Upstream"]
+
+POOL_SIZE = 8  # connections per httpx pool (see the module docstring)
+# seconds an idle connection is kept: less than the 5 s after which uvicorn (vLLM's and SGLang's
+# server) closes one, so that a request is not sent on a connection the server is closing
+KEEPALIVE_S = 4.0
 
 T = TypeVar("T")
 
 # what a parse of a 200 body may raise on a body of the wrong shape: "unusable response"
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name
-# characters kept as they are in a request target (the rest, e.g. non-ASCII, %-encoded)
-_TARGET_SAFE = "/?#[]@!$&'()*+,;=:%-._~"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110)
 
 
 class Observer(Protocol):
@@ -81,24 +88,35 @@ class Upstream:
         self.max_in_flight = int(max_in_flight)
         self.max_response_bytes = int(max_response_bytes)
         self.observer = observer
-        fields = {"Content-Type": "application/json", "Accept": "application/json",
-                  "User-Agent": "optscale", **(headers or {})}
+        headers = {"Content-Type": "application/json", "Accept": "application/json",
+                   "User-Agent": "optscale", **(headers or {})}
         if api_key is not None:
-            fields["Authorization"] = f"Bearer {api_key}"
-        lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-        if not all(_TOKEN.fullmatch(k) for k in fields) or not lines.isascii() or \
-                any(c in str(v) for v in fields.values() for c in "\r\n\0"):
-            raise ValueError("headers: names must be HTTP tokens and values ASCII without line "
-                             "breaks")
-        self._fields = lines.encode()
-        self._transport = transport
-        if transport is not None:
-            self._headers = list(fields.items())
-            # the deadline is ours (the whole attempt); the transport's own timeouts back it up
-            self._extensions = {"timeout": httpx.Timeout(self.timeout).as_dict()}
-        self._pools: dict[tuple[str, str, int], Pool] = {}  # origin -> its connections
-        self._ssl: ssl.SSLContext | None = None  # one for every https pool (each costs ~1 MB)
-        self._targets: dict[str, tuple[Any, ...]] = {}  # path -> its URL, parsed once
+            headers["Authorization"] = f"Bearer {api_key}"
+        # checked once here: h11 would refuse them on every request, as a connection error
+        if not all(isinstance(k, str) and _TOKEN.fullmatch(k) for k in headers) or not all(
+                isinstance(v, str) and v.isascii() and not any(c in v for c in "\r\n\0")
+                for v in headers.values()):
+            raise ValueError("headers: names must be HTTP tokens and values ASCII strings "
+                             "without line breaks")
+        self._headers = list(headers.items())
+        # the deadline is ours (the whole attempt); httpx's own timeouts are per operation and
+        # only back it up
+        self._extensions = {"timeout": httpx.Timeout(self.timeout).as_dict()}
+        self._urls: dict[str, tuple[str, httpx.URL]] = {}  # path -> its URL, parsed once
+        shards = max(1, -(-self.max_in_flight // POOL_SIZE))
+        per = -(-self.max_in_flight // shards)
+        if transport is None:
+            limits = httpx.Limits(max_connections=per, max_keepalive_connections=per,
+                                  keepalive_expiry=KEEPALIVE_S)
+            verify = ssl.create_default_context()  # one for all pools: each costs ~1 MB
+            # no proxies from the environment (trust_env=False); transports follow no redirects
+            self._pools: list[httpx.AsyncBaseTransport] = [httpx.AsyncHTTPTransport(
+                verify=verify, trust_env=False, limits=limits) for _ in range(shards)]
+        else:
+            self._pools = [transport] * shards
+        # requests in flight per pool: a request goes to the least busy one, so that under the
+        # global cap no pool ever has more than ``per`` (pigeonhole): nothing queues in httpcore
+        self._busy = [0] * shards
         self._slots: asyncio.Semaphore | None = None
         self.in_flight = 0
 
@@ -108,34 +126,17 @@ class Upstream:
             return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def _target(self, path: str) -> tuple[Any, ...]:
-        """``(url, pool, request head up to Content-Length)``, or with a transport ``(url,
-        httpx.URL)``."""
-        target = self._targets.get(path)
+    def _target(self, path: str) -> tuple[str, httpx.URL]:
+        target = self._urls.get(path)
         if target is None:
             url = self.url(path)
-            if self._transport is not None:
-                target = (url, httpx.URL(url))
-            else:
-                scheme, host, port, where = origin_of(url)
-                pool = self._pools.get((scheme, host, port))
-                if pool is None:
-                    if scheme == "https" and self._ssl is None:
-                        self._ssl = ssl.create_default_context()
-                    pool = self._pools[scheme, host, port] = Pool(scheme, host, port, self._ssl)
-                where = urllib.parse.quote(where, safe=_TARGET_SAFE)
-                head = (f"POST {where} HTTP/1.1\r\nHost: {pool.host_header}\r\n".encode()
-                        + self._fields + b"Content-Length: ")
-                target = (url, pool, head)
-            self._targets[path] = target
+            target = self._urls[path] = (url, httpx.URL(url))
         return target
 
     async def aclose(self) -> None:
-        """Close the connections."""
-        for pool in self._pools.values():
-            pool.close()
-        if self._transport is not None:
-            await self._transport.aclose()
+        """Close the connection pools."""
+        for pool in dict.fromkeys(self._pools):  # a transport passed in is shared: once
+            await pool.aclose()
 
     # -- one POST, with retries ----------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class Upstream:
         if self.observer is not None:
             self.observer.attempt(kind, time.perf_counter() - start)
 
-    async def _attempt(self, target: tuple[Any, ...], data: bytes,
+    async def _attempt(self, target: tuple[str, httpx.URL], data: bytes,
                        parse: Callable[[Any], T] | None) -> T:
         url = target[0]
         if self._slots is None:  # made in the running loop (Python 3.10 binds it on creation)
@@ -208,61 +209,54 @@ class Upstream:
         self._observe("ok", start)
         return result
 
-    async def _exchange(self, target: tuple[Any, ...], data: bytes
+    async def _exchange(self, target: tuple[str, httpx.URL], data: bytes
                         ) -> tuple[int, float | None, bytes]:
         """(status, Retry-After seconds, body) of one attempt; transport failures as
         retryable :class:`OpenAIError`."""
         url = target[0]
-        if self._transport is not None:
-            return await self._exchange_on(self._transport, target, data)
-        pool, head = target[1], target[2]
         try:
-            status, headers, body = await pool.request(
-                head + str(len(data)).encode() + b"\r\n\r\n" + data,
-                self.max_response_bytes, min(_ERROR_BODY_BYTES, self.max_response_bytes))
-        except TooLarge as big:
-            err = OpenAIError(url, 200, _too_large(big.length, self.max_response_bytes))
-            err.kind = "too_large"  # type: ignore[attr-defined]
-            raise err from None
-        except ssl.SSLCertVerificationError as cause:
-            raise OpenAIError(url, None, f"SSL: {cause}") from None
-        except ProtocolError as cause:
-            # "Connection" leads: the cause is the connection, whatever went wrong on it
-            raise OpenAIError(url, None, f"Connection error ({str(cause)[:200]})",
-                              retryable=True) from None
-        return status, _retry_after(headers.get("retry-after")), body
-
-    async def _exchange_on(self, transport: httpx.AsyncBaseTransport,
-                           target: tuple[Any, ...], data: bytes
-                           ) -> tuple[int, float | None, bytes]:
-        """:meth:`_exchange` through an ``httpx`` transport."""
-        url = target[0]
-        request = httpx.Request("POST", target[1], headers=self._headers, content=data,
-                                extensions=self._extensions)
-        try:
-            resp = await transport.handle_async_request(request)
-            try:  # closed however this ends: a cancelled read closes the connection
-                resp.request = request
-                status = resp.status_code
-                if status == 200:
-                    try:
-                        body = await self._read(resp, url, self.max_response_bytes, False)
-                    except OpenAIError as err:
-                        err.kind = "too_large"  # type: ignore[attr-defined]
-                        raise
-                else:
-                    body = await self._read(resp, url, min(_ERROR_BODY_BYTES,
-                                                           self.max_response_bytes), True)
-                return status, _retry_after(resp.headers.get("Retry-After")), body
+            shard = self._busy.index(min(self._busy))
+            self._busy[shard] += 1
+            try:
+                return await self._exchange_on(self._pools[shard], target, data)
             finally:
-                await resp.aclose()
+                self._busy[shard] -= 1
         except httpx.TimeoutException:
             err = OpenAIError(url, None, f"timed out after {self.timeout:g} s", retryable=True)
             err.kind = "timeout"  # type: ignore[attr-defined]
             raise err from None
         except httpx.TransportError as err:
+            cause = err.__cause__ or err.__context__
+            while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                raise OpenAIError(url, None, f"SSL: {cause}") from None
+            # "Connection" leads: the cause is the connection, whatever httpx calls it
             raise OpenAIError(url, None, f"Connection error ({type(err).__name__}: "
                               f"{str(err)[:200] or 'no detail'})", retryable=True) from None
+
+    async def _exchange_on(self, pool: httpx.AsyncBaseTransport,
+                           target: tuple[str, httpx.URL], data: bytes
+                           ) -> tuple[int, float | None, bytes]:
+        url = target[0]
+        request = httpx.Request("POST", target[1], headers=self._headers, content=data,
+                                extensions=self._extensions)
+        resp = await pool.handle_async_request(request)
+        try:  # closed however this ends: a cancelled read closes the connection
+            resp.request = request
+            status = resp.status_code
+            if status == 200:
+                try:
+                    body = await self._read(resp, url, self.max_response_bytes, False)
+                except OpenAIError as err:
+                    err.kind = "too_large"  # type: ignore[attr-defined]
+                    raise
+            else:
+                body = await self._read(resp, url, min(_ERROR_BODY_BYTES,
+                                                       self.max_response_bytes), True)
+            return status, _retry_after(resp.headers.get("Retry-After")), body
+        finally:
+            await resp.aclose()
 
     @staticmethod
     async def _read(resp: httpx.Response, url: str, limit: int, truncate: bool) -> bytes:
@@ -270,7 +264,8 @@ class Upstream:
         ``truncate``, the first ``limit`` bytes); the rest is never read."""
         length = resp.headers.get("Content-Length", "")
         if not truncate and length.strip().isdigit() and int(length) > limit:
-            raise OpenAIError(url, resp.status_code, _too_large(int(length), limit))
+            raise OpenAIError(url, resp.status_code, f"response of {int(length)} bytes is larger "
+                              f"than max_response_bytes={limit}")
         chunks, size = [], 0
         async for chunk in resp.aiter_bytes():
             chunks.append(chunk)
@@ -281,14 +276,9 @@ class Upstream:
         if size > limit:
             if truncate:
                 return body[:limit]
-            raise OpenAIError(url, resp.status_code, _too_large(None, limit))
+            raise OpenAIError(url, resp.status_code, f"response larger than "
+                              f"max_response_bytes={limit}")
         return body
-
-
-def _too_large(length: int | None, limit: int) -> str:
-    if length is None:
-        return f"response larger than max_response_bytes={limit}"
-    return f"response of {length} bytes is larger than max_response_bytes={limit}"
 
 
 def _retry_after(value: str | None) -> float | None:
