@@ -2,8 +2,11 @@
 
     python benchmarks/serve_load.py [--clients 200] [--requests 5] [--samples 4]
                                     [--engine http|mock] [--rates 0.25,0.5,0.75] [--log-dir DIR]
+                                    [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
+                                    [--profile FILE]
 
-Three processes: the proxy (uvicorn, one worker, as ``optscale serve`` runs it), a fake engine
+Three processes: the proxy (uvicorn, one worker, as ``optscale serve`` runs it: uvloop and
+httptools when they are installed, unless ``--loop`` / ``--http`` say otherwise), a fake engine
 (a minimal asyncio HTTP/1.1 server answering from memory: zero latency, each answer a unique
 text) and this one, the clients (minimal asyncio HTTP/1.1 clients, one keep-alive connection
 each, on uvloop when it is installed). The proxy runs the logprob-confidence scorer, the request
@@ -136,10 +139,15 @@ def engine(port: int) -> None:
 # -- the proxy ---------------------------------------------------------------------------------
 
 def serve(port: int, log_path: str, samples: int, engine_port: int = 0,
-          max_in_flight: int = 256) -> None:
+          max_in_flight: int = 256, loop: str = "auto", http: str = "auto") -> None:
     """Run the proxy (a child process): upstream the loopback fake engine at ``engine_port``,
-    or (0) an in-process zero-latency MockTransport. ``GET /bench/stats``: samples made, RSS
-    and CPU seconds of this process."""
+    or (0) an in-process zero-latency MockTransport; uvicorn's ``loop`` and ``http`` settings
+    (``auto``: uvloop and httptools when installed, as ``optscale serve``). ``GET
+    /bench/stats``: samples made, RSS and CPU seconds of this process, its event loop and HTTP
+    parser; ``POST /bench/profile/start`` and ``/bench/profile/stop?path=P`` run cProfile (CPU
+    time) in it and write the stats to ``P``."""
+    import cProfile
+
     import httpx
     import psutil
     import uvicorn
@@ -163,6 +171,12 @@ def serve(port: int, log_path: str, samples: int, engine_port: int = 0,
         max_in_flight=max_in_flight)
     app = create_app(config)
     proc = psutil.Process()
+    # idle keep-alive connections stay open (uvicorn's default closes them after 5 s): the
+    # open-loop clients hold theirs between requests, at gaps of seconds at low rates
+    server = uvicorn.Server(uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, backlog=4096,
+        timeout_keep_alive=REQUEST_TIMEOUT_S, loop=loop, http=http))
+    profiler: list[cProfile.Profile] = []
 
     @app.get("/bench/stats")
     async def stats() -> dict:
@@ -171,12 +185,24 @@ def serve(port: int, log_path: str, samples: int, engine_port: int = 0,
                 made["n"] = (await client.get(f"http://127.0.0.1:{engine_port}/stats")
                              ).json()["made"]
         cpu = proc.cpu_times()
-        return {"made": made["n"], "rss": proc.memory_info().rss, "cpu": cpu.user + cpu.system}
+        running = type(asyncio.get_running_loop())
+        return {"made": made["n"], "rss": proc.memory_info().rss, "cpu": cpu.user + cpu.system,
+                "loop": f"{running.__module__}.{running.__name__}",
+                "http": server.config.http_protocol_class.__name__}
 
-    # idle keep-alive connections stay open (uvicorn's default closes them after 5 s): the
-    # open-loop clients hold theirs between requests, at gaps of seconds at low rates
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                backlog=4096, timeout_keep_alive=REQUEST_TIMEOUT_S)
+    @app.post("/bench/profile/start")
+    async def profile_start() -> dict:
+        profiler.append(cProfile.Profile(time.process_time))
+        profiler[-1].enable()
+        return {}
+
+    @app.post("/bench/profile/stop")
+    async def profile_stop(path: str) -> dict:
+        profiler[-1].disable()
+        profiler.pop().dump_stats(path)
+        return {}
+
+    server.run()
 
 
 # -- the clients -------------------------------------------------------------------------------
@@ -323,6 +349,13 @@ async def _stats(base: str) -> dict:
         return (await client.get(f"{base}/bench/stats")).json()
 
 
+async def _post(url: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        (await client.post(url)).raise_for_status()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -389,6 +422,15 @@ def main() -> int:
                         help="the proxy's upstream requests in flight (its default: 256)")
     parser.add_argument("--log-dir", dest="log_dir", help="the request log's folder (default: "
                         "a new temporary folder); its fsync latency is measured and reported")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                        help="the proxy's event loop (uvicorn's setting; auto: uvloop when "
+                        "installed, as optscale serve)")
+    parser.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto",
+                        help="the proxy's HTTP parser (uvicorn's setting; auto: httptools when "
+                        "installed, as optscale serve)")
+    parser.add_argument("--profile", help="after the closed loop, one more closed-loop round "
+                        "under cProfile (CPU time) in the proxy process, its stats written to "
+                        "this file (that round counts in no figure but the sample accounting)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "LOG", "ENGINE_PORT"),
                         help=argparse.SUPPRESS)
@@ -396,7 +438,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), args.serve[1], args.samples, int(args.serve[2]),
-              args.max_in_flight)
+              args.max_in_flight, args.loop, args.http)
         return 0
     if args.fake_engine:
         engine(args.fake_engine)
@@ -412,7 +454,8 @@ def main() -> int:
     fsync0 = fsync_latency(folder)
     children = [subprocess.Popen([sys.executable, __file__, "--fake-engine", str(engine_port)])]
     proc = subprocess.Popen([sys.executable, __file__, "--samples", str(args.samples),
-                             "--max-in-flight", str(args.max_in_flight), "--serve", str(port),
+                             "--max-in-flight", str(args.max_in_flight), "--loop", args.loop,
+                             "--http", args.http, "--serve", str(port),
                              log, str(engine_port if args.engine == "http" else 0)])
     children.append(proc)
     started = time.monotonic()
@@ -440,6 +483,13 @@ def main() -> int:
                 out["rss"].append((f"after closed round {k + 1}", after["rss"]))
                 stats = after
             out["closed"] = closed
+            out["proxy"] = f"{stats['loop']}, {stats['http']}"
+            if args.profile:
+                await _post(f"{base}/bench/profile/start")
+                run = await closed_loop(port, args.clients, args.requests)
+                await _post(f"{base}/bench/profile/stop?path={os.path.abspath(args.profile)}")
+                out["n_used"] += run.n_used
+                stats = await _stats(base)
             saturation = max(run.rps for run, _ in closed)
             out["saturation"] = saturation
             opened = []
@@ -489,7 +539,7 @@ def main() -> int:
     print(f"upstream: {where}, zero latency; policy ESC(window={args.samples}): "
           f"{args.samples} samples per request, one round; logprob scorer; request log "
           f"fsynced before each answer; max_in_flight {args.max_in_flight}; clients in this "
-          f"process, the proxy and the fake engine in their own")
+          f"process, the proxy ({res['proxy']}) and the fake engine in their own")
     print(f"request log in {folder}: fsync of a 2 KB append p50 {_ms(fsync0, 50):.2f} ms, p99 "
           f"{_ms(fsync0, 99):.2f} ms before the run, p50 {_ms(fsync1, 50):.2f} ms, p99 "
           f"{_ms(fsync1, 99):.2f} ms after (an answer waits for at least one fsync)")
