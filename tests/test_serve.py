@@ -540,3 +540,25 @@ def test_tiny_gpt2_end_to_end_with_logprob_confidence(tmp_path):
     assert [len(x["samples"]) for x in records] == [4, 4] and up.completions == 8
     assert "answer" not in records[0]["samples"][0]  # no extractor: the reader reads the text
     assert os.path.getsize(log) > 0
+
+
+def test_the_cli_serves_on_uvloop_and_httptools_when_they_are_installed(monkeypatch):
+    pytest.importorskip("uvloop")
+    pytest.importorskip("httptools")
+    import asyncio
+
+    from optscale.cli import main
+
+    seen = {}
+
+    async def serve(self, sockets=None):  # where uvicorn's run() would serve: note, stop
+        self.config.load()
+        seen["loop"] = type(asyncio.get_running_loop()).__module__
+        seen["http"] = self.config.http_protocol_class.__name__
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "serve", serve)
+    assert main(["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", MODEL, "--no-log",
+                 "--port", "0"]) == 0
+    assert seen == {"loop": "uvloop", "http": "HttpToolsProtocol"}
