@@ -45,7 +45,7 @@ from optscale.sampling._openai import (
 
 __all__ = ["KEEPALIVE_S", "POOL_SIZE", "Observer", "Upstream"]
 
-# connections per httpx pool (see the module docstring): the fewer, the cheaper a request (CPU
+# connections per httpcore pool (see the module docstring): the fewer, the cheaper a request (CPU
 # per request over loopback with 256 in flight: 1: ~450 us, 2: ~490 us, 4: ~660 us, 8: ~730 us)
 POOL_SIZE = 1
 # seconds an idle connection is kept: less than the 5 s after which uvicorn (vLLM's and SGLang's
