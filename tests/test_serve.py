@@ -340,6 +340,55 @@ def test_the_log_holds_every_sample_and_replays(tmp_path, capsys):
     assert (out / "report.md").exists()
 
 
+def test_no_answer_is_sent_before_its_samples_are_fsynced(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = tmp_path / "log.jsonl"
+    real_fsync = os.fsync
+    lock = threading.Lock()
+    synced = []  # (when the fsync returned, the file's size then)
+
+    def fsync(fd):
+        time.sleep(0.03)  # a slow disk: requests that end meanwhile share the next fsync
+        real_fsync(fd)
+        with lock:
+            synced.append((time.monotonic(), os.fstat(fd).st_size))
+
+    with OpenAIServer(AnswerBackend(ANSWERS)) as up, \
+            proxy(up, policies=esc(), log_path=str(log)) as (_, client):
+        monkeypatch.setattr(os, "fsync", fsync)
+
+        def one(i):
+            r = ask(client, f"q{i}")
+            return time.monotonic(), meta(r)["request_id"]
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(one, range(32)))
+        monkeypatch.undo()
+    text = log.read_bytes()
+    for received, rid in answers:
+        end = text.index(b"\n", text.index(b'"id": "%s"' % rid.encode())) + 1
+        assert any(t <= received and size >= end for t, size in synced), rid
+    assert len(synced) < len(answers)  # group commit: fewer fsyncs than answers
+
+
+def test_an_answer_whose_log_line_cannot_be_fsynced_is_an_error(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+
+    def fsync(fd):
+        raise OSError(5, "Input/output error")  # as if the machine died before the fsync
+
+    with OpenAIServer(AnswerBackend(ANSWERS)) as up, \
+            proxy(up, policies=esc(), log_path=str(log)) as (_, client):
+        monkeypatch.setattr(os, "fsync", fsync)
+        with pytest.raises(openai.InternalServerError):
+            ask(client)
+        with pytest.raises(openai.APIError, match="internal error"):
+            list(ask(client, stream=True))
+        monkeypatch.undo()
+        assert meta(ask(client))["status"] == "ok"  # the log goes on once the disk does
+
+
 def test_the_log_rotates_into_numbered_files_that_each_load(tmp_path):
     log = tmp_path / "requests.jsonl"
     with OpenAIServer(AnswerBackend(ANSWERS)) as up, \
@@ -491,3 +540,25 @@ def test_tiny_gpt2_end_to_end_with_logprob_confidence(tmp_path):
     assert [len(x["samples"]) for x in records] == [4, 4] and up.completions == 8
     assert "answer" not in records[0]["samples"][0]  # no extractor: the reader reads the text
     assert os.path.getsize(log) > 0
+
+
+def test_the_cli_serves_on_uvloop_and_httptools_when_they_are_installed(monkeypatch):
+    pytest.importorskip("uvloop")
+    pytest.importorskip("httptools")
+    import asyncio
+
+    from optscale.cli import main
+
+    seen = {}
+
+    async def serve(self, sockets=None):  # where uvicorn's run() would serve: note, stop
+        self.config.load()
+        seen["loop"] = type(asyncio.get_running_loop()).__module__
+        seen["http"] = self.config.http_protocol_class.__name__
+        for sock in sockets or ():
+            sock.close()
+
+    monkeypatch.setattr(uvicorn.Server, "serve", serve)
+    assert main(["serve", "--upstream", "http://127.0.0.1:9/v1", "--model", MODEL, "--no-log",
+                 "--port", "0"]) == 0
+    assert seen == {"loop": "uvloop", "http": "HttpToolsProtocol"}

@@ -1,5 +1,7 @@
 """``optscale serve``'s pieces on their own: the async upstream client (on an ``httpx``
-MockTransport: retries, Retry-After, the in-flight cap, the size cap, cancellation), the
+MockTransport: retries, Retry-After, the in-flight cap, the size cap, cancellation; on real
+sockets: headers and keep-alive reuse, expiry, connections the server dropped, unreadable
+answers, size caps, error bodies cut, cancellation closing the connection, TLS verification), the
 scorers (logprob confidence, vLLM pooling/classify, the JSON endpoint, a local model off the
 event loop), the token bucket's rule, the knobs, the engine's own cap and failure statuses, the
 request log (fsync, rotation, numbering, writes after a cancel) and unscored samples in the pool
@@ -8,6 +10,7 @@ reader."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import threading
@@ -27,6 +30,7 @@ from optscale.serve import (  # noqa: E402
     RequestLog,
     TokenBucket,
     Upstream,
+    _upstream,  # noqa: E402
     lowest_window_confidence,
     mean_confidence,
 )
@@ -133,10 +137,11 @@ def test_requests_in_flight_are_capped_and_cancellation_frees_them():
         await up.aclose()
         # 20 in flight spread over small pools, none fuller than its share
         wide = upstream(handler, max_in_flight=20)
-        assert len(wide._clients) == 3
+        per = -(-20 // len(wide._pools))
+        assert len(wide._pools) == -(-20 // _upstream.POOL_SIZE) and per <= _upstream.POOL_SIZE
         many = [asyncio.ensure_future(wide.post_json("slow", {})) for _ in range(25)]
         await asyncio.sleep(0.1)
-        assert wide.in_flight == 20 and max(wide._busy) <= 7
+        assert wide.in_flight == 20 and max(wide._busy) <= per
         for t in many:
             t.cancel()
         await asyncio.gather(*many, return_exceptions=True)
@@ -159,6 +164,244 @@ def test_the_deadline_covers_the_whole_attempt():
         await up.aclose()
 
     run(main())
+
+
+# -- the upstream client on real sockets (httpcore's connections) ------------------------------
+
+class RawServer:
+    """An asyncio HTTP/1.1 server on 127.0.0.1 answering each request with ``reply(i, head,
+    body)``: bytes to send (b"": none, the connection stays open), or None to close the
+    connection without an answer; ``close_after`` closes it after every answer. Records the
+    requests, the connections it accepted and those the client closed."""
+
+    def __init__(self, reply, close_after: bool = False) -> None:
+        self.reply, self.close_after = reply, close_after
+        self.requests: list[tuple[bytes, bytes]] = []
+        self.connections = 0
+        self.closed_by_client = 0
+        self.closed_by_server = asyncio.Event()
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+
+    def upstream(self, **kw) -> Upstream:
+        kw.setdefault("backoff", 0.0)
+        return Upstream(f"http://127.0.0.1:{self.port}/v1", **kw)
+
+    async def _handle(self, reader, writer) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                self.requests.append((head, body))
+                out = self.reply(len(self.requests) - 1, head, body)
+                if out is None:
+                    break
+                writer.write(out)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except asyncio.IncompleteReadError as end:
+            if not end.partial:
+                self.closed_by_client += 1
+                return
+        finally:
+            writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        self.closed_by_server.set()
+
+
+def ok(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\n" + b"".join(e + b"\r\n" for e in extra) + \
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+class Kinds(list):
+    """An upstream observer that keeps the kinds of the attempts."""
+
+    def attempt(self, kind, seconds):
+        self.append(kind)
+
+
+def test_requests_carry_the_headers_and_reuse_one_connection():
+    async def main():
+        async with RawServer(lambda i, h, b: ok(b'{"a": %d}' % i, b"Retry-After: 3")) as server:
+            up = server.upstream(api_key="k", headers={"X-Trace": "t"})
+            got = [await up.post_json("chat/completions", {"q": i}) for i in range(3)]
+            await up.aclose()
+            return server, got
+
+    server, got = run(main())
+    assert got == [{"a": k} for k in range(3)]
+    head, body = server.requests[0]
+    assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    for line in (b"Host: 127.0.0.1:%d" % server.port, b"Content-Length: 8",
+                 b"Authorization: Bearer k", b"X-Trace: t", b"Content-Type: application/json"):
+        assert line in head.split(b"\r\n")
+    assert json.loads(body) == {"q": 0}
+    assert server.connections == 1  # kept alive
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nBad Header: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}", None])
+def test_an_answer_that_cannot_be_read_is_a_retryable_connection_error(answer):
+    kinds = Kinds()
+
+    async def main():
+        async with RawServer(lambda i, h, b: answer, close_after=True) as server:
+            up = server.upstream(retries=1, observer=kinds)
+            with pytest.raises(OpenAIError, match="Connection error") as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, len(server.requests)
+
+    err, sent = run(main())
+    assert err.retryable and err.attempts == 2 and sent == 2
+    assert kinds == ["connection", "connection"]
+
+
+def test_a_keepalive_connection_the_server_dropped_is_not_reused():
+    kinds = Kinds()
+
+    async def main():
+        # the server closes each connection once it has answered on it (as a server whose
+        # keep-alive timeout ran out while the connection sat idle)
+        async with RawServer(lambda i, h, b: ok(b"{}"), close_after=True) as server:
+            up = server.upstream(retries=0, observer=kinds)
+            for _ in range(3):
+                server.closed_by_server.clear()
+                assert await up.post_json("x", {}) == {}
+                await asyncio.wait_for(server.closed_by_server.wait(), 5)
+                await asyncio.sleep(0.01)  # the FIN reaches the client's socket
+            await up.aclose()
+            return server
+
+    server = run(main())
+    assert len(server.requests) == 3 and server.connections == 3
+    assert kinds == ["ok", "ok", "ok"]  # no request went out on a dropped connection
+
+
+def test_idle_connections_expire_before_the_usual_server_timeout(monkeypatch):
+    assert _upstream.KEEPALIVE_S < 5.0  # uvicorn's (vLLM's, SGLang's) keep-alive timeout
+    monkeypatch.setattr(_upstream, "KEEPALIVE_S", 0.05)
+
+    async def main():
+        async with RawServer(lambda i, h, b: ok(b"{}")) as server:
+            up = server.upstream()
+            for _ in range(3):
+                await up.post_json("x", {})
+            await asyncio.sleep(0.1)
+            await up.post_json("x", {})
+            await up.aclose()
+            return server.connections
+
+    assert run(main()) == 2
+
+
+def test_a_cancelled_request_closes_its_connection():
+    async def main():
+        async with RawServer(lambda i, h, b: b"") as server:  # never answers
+            up = server.upstream()
+            task = asyncio.ensure_future(up.post_json("x", {}))
+            while not server.requests:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            for _ in range(200):
+                if server.closed_by_client:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.closed_by_client == 1 and up.in_flight == 0
+            await up.aclose()
+
+    run(main())
+
+
+@pytest.mark.parametrize("answer,match", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n{",  # the rest is never sent
+     "response of 999999999 bytes is larger than max_response_bytes=1000"),
+    ((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      (b"100\r\n" + b"x" * 256 + b"\r\n") * 5 + b"0\r\n\r\n"),
+     "response larger than max_response_bytes=1000"),
+    (b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 5000, "response larger than max_response_bytes=1000"),
+])
+def test_a_200_body_over_the_cap_is_refused_and_not_retried(answer, match):
+    async def main():
+        async with RawServer(lambda i, h, b: answer) as server:
+            up = server.upstream(max_response_bytes=1000, retries=3)
+            with pytest.raises(OpenAIError, match=match) as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, len(server.requests)
+
+    err, sent = run(main())
+    assert not err.retryable and sent == 1
+
+
+def test_an_error_body_is_cut_and_its_connection_not_reused():
+    body = json.dumps({"error": {"message": "m" * 3000}}).encode()
+    answer = b"HTTP/1.1 503 Busy\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def main():
+        async with RawServer(lambda i, h, b: answer) as server:
+            up = server.upstream(max_response_bytes=1000, retries=1)
+            with pytest.raises(OpenAIError) as info:
+                await asyncio.wait_for(up.post_json("x", {}), 5)
+            await up.aclose()
+            return info.value, server.connections
+
+    err, connections = run(main())
+    assert err.status == 503 and err.attempts == 2 and connections == 2
+
+
+def test_https_verifies_the_certificate(tmp_path, monkeypatch):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True,
+                   timeout=60)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def call():
+        server = RawServer(lambda i, h, b: ok(b'{"tls": 1}'))
+        server.server = await asyncio.start_server(server._handle, "127.0.0.1", 0, ssl=served)
+        port = server.server.sockets[0].getsockname()[1]
+        up = Upstream(f"https://127.0.0.1:{port}/v1", retries=2, backoff=0)
+        try:
+            return await asyncio.wait_for(up.post_json("x", {}), 10)
+        finally:
+            await up.aclose()
+            server.server.close()
+
+    with pytest.raises(OpenAIError, match="SSL") as info:  # an unknown issuer: no retry
+        run(call())
+    assert not info.value.retryable and info.value.attempts == 1
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the issuer is trusted
+    assert run(call()) == {"tls": 1}
+
+
+def test_bad_headers_are_refused_up_front():
+    for headers in ({"X-A": "b\r\nInjected: 1"}, {"X:A": "b"}, {"X-A": "é"}, {"": "b"},
+                    {"X A": "b"}):
+        with pytest.raises(ValueError, match="headers"):
+            Upstream("http://127.0.0.1:9/v1", headers=headers)
 
 
 # -- scorers -----------------------------------------------------------------------------------
@@ -405,6 +648,75 @@ def test_the_log_is_on_disk_when_the_future_completes_and_survives_a_cancel(tmp_
     run(reopen())
     lines = path.read_text().splitlines()
     assert len(lines) == 4 and sum("meta" in json.loads(x) for x in lines) == 1
+
+
+def test_one_fsync_covers_the_lines_queued_meanwhile_and_no_future_completes_before_it(
+        tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "log.jsonl"
+    real_fsync = os.fsync
+    gate = threading.Event()
+    synced = []  # the file's size when each fsync returned
+
+    def fsync(fd):
+        gate.wait(10)  # the first record's fsync is held: the others queue meanwhile
+        real_fsync(fd)
+        synced.append(os.fstat(fd).st_size)
+
+    async def main():
+        log = RequestLog(str(path))
+        monkeypatch.setattr(os, "fsync", fsync)
+        seen = {}  # record id -> the durable size when its future completed
+
+        def submit(i):
+            future = log.submit({"id": f"r{i}", "samples": [{"score": 0.5, "tokens": i}]})
+            future.add_done_callback(lambda f, i=i: seen.setdefault(f"r{i}", max(synced)))
+            return future
+
+        first = submit(0)
+        await asyncio.sleep(0.05)  # its write is done and its fsync is held
+        rest = [submit(i) for i in range(1, 40)]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in rest)
+        assert len(path.read_text().splitlines()) == 2  # written, not yet answered
+        gate.set()
+        await asyncio.gather(first, *rest)
+        await log.aclose()
+        return seen
+
+    seen = run(main())
+    assert len(synced) == 2  # two fsyncs for 40 records: the first, then all the others
+    text = path.read_bytes()
+    for rid, durable in seen.items():
+        end = text.index(b'"id": "%s"' % rid.encode())
+        end = text.index(b"\n", end) + 1
+        assert end <= durable, rid  # its line was on disk when its future completed
+
+
+def test_a_failed_fsync_fails_the_futures_and_the_log_goes_on(tmp_path, monkeypatch):
+    import os
+
+    path = tmp_path / "log.jsonl"
+    real_fsync = os.fsync
+    fail = {"on": True}
+
+    def fsync(fd):
+        if fail["on"]:
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    async def main():
+        log = RequestLog(str(path))
+        monkeypatch.setattr(os, "fsync", fsync)
+        with pytest.raises(OSError, match="Input/output"):
+            await log.submit({"id": "lost", "samples": []})
+        fail["on"] = False
+        await log.submit({"id": "kept", "samples": []})
+        await log.aclose()
+
+    run(main())
+    assert [json.loads(x).get("id") for x in path.read_text().splitlines()][-1] == "kept"
 
 
 def test_rotation_numbers_files_after_the_existing_ones(tmp_path):

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import json
 import math
 import time
 import uuid
@@ -70,6 +72,11 @@ class Job:
     @property
     def path(self) -> str:
         return "chat/completions" if self.endpoint == "chat" else "completions"
+
+    @functools.cached_property
+    def data(self) -> bytes:
+        """``body`` as JSON, encoded once for all the request's samples."""
+        return json.dumps(self.body).encode()
 
 
 @dataclasses.dataclass
@@ -329,9 +336,10 @@ class Engine:
         return new, error
 
     async def _draw(self, job: Job, index: int) -> Drawn:
-        body = job.body
-        if isinstance(body.get("seed"), int) and not isinstance(body["seed"], bool) and index:
-            body = {**body, "seed": body["seed"] + index}  # else every sample would be the same
+        body: dict[str, Any] | bytes = job.data
+        seed = job.body.get("seed")
+        if isinstance(seed, int) and not isinstance(seed, bool) and index:
+            body = {**job.body, "seed": seed + index}  # else every sample would be the same
         chat = job.endpoint == "chat"
         metrics = self.metrics
         if metrics is not None:
