@@ -1,0 +1,313 @@
+"""The JAX solvers' fast path for concrete inputs on one device.
+
+A cheap kernel computes the plain formula for log F with a bound on its distance from the
+careful path's log F (:func:`optscale._fastpath.best_logs`) and keeps it wherever the bound
+proves the careful answer; it marks the others NaN. The host finds those (on CPU the array is
+shared, not copied), the careful path answers them on a gathered subset, and one program turns
+the kernel's log F into the Solution and scatters the subset's answers into it.
+
+Why this shape: XLA's CPU fusion emits a single-output loop vectorised, and splits a loop with
+several outputs (or a complex one) into many loops or scalar code that cost several times as
+much, so the kernel has one real output and the Solution's three arrays come from cheap loops
+that read it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from optscale import _fastpath as fp
+from optscale import _order_stats as os_
+from optscale import _solve
+from optscale import _truncnorm as tn
+from optscale._checks import any_invalid
+from optscale._solution import Solution, Status
+
+__all__ = ["applies", "best", "exp_zero", "expected"]
+
+# Open elements beyond this fraction: one careful program over everything costs less.
+_CAREFUL_FRACTION = 0.25
+
+
+def applies(*args: Any) -> bool:
+    """Concrete inputs (no tracer) that live on at most one device."""
+    for leaf in jax.tree_util.tree_leaves(args):
+        if isinstance(leaf, jax.core.Tracer):
+            return False
+        sharding = getattr(leaf, "sharding", None)
+        if sharding is not None and len(sharding.device_set) > 1:
+            return False
+    return True
+
+
+_EXP_ZERO: dict = {}
+
+
+def exp_zero(dtype: Any, device: Any = None) -> float | None:
+    """The largest x of a fine grid below log(tiny) such that exp gives exactly 0 there and at
+    every grid point below (down to -inf), on ``device``; None if there is none.
+
+    Whether exp flushes results below the normal range to zero (XLA's CPU does) or returns
+    subnormals decides where the careful path's log F = log1p(-exp(log S)) becomes exactly 0;
+    asking the device once is cheaper than assuming the worst.
+    """
+    dtype = np.dtype(dtype)
+    device = device or jax.devices()[0]
+    key = (dtype, device.platform)
+    if key not in _EXP_ZERO:
+        log_tiny = math.log(float(np.finfo(dtype).tiny))
+        grid = np.concatenate([np.linspace(log_tiny + 2.0, log_tiny - 30.0, 2049),
+                               [2 * log_tiny, 10 * log_tiny, -np.inf]]).astype(dtype)
+        with jax.default_device(device):
+            points = jnp.asarray(grid)
+            if points.dtype != dtype:  # float64 asked for with x64 off
+                return None
+            out = np.asarray(jax.jit(jnp.exp)(points))
+        nonzero = np.flatnonzero(out != 0.0)
+        last = nonzero.max() if nonzero.size else -1
+        _EXP_ZERO[key] = float(grid[last + 1]) if last + 1 < 2049 else None
+    return _EXP_ZERO[key]
+
+
+def _device(*args: Any) -> Any:
+    for leaf in jax.tree_util.tree_leaves(args):
+        devices = getattr(leaf, "devices", None)
+        if devices is not None and not isinstance(leaf, np.ndarray):
+            return next(iter(devices()))
+    return None
+
+
+# The largest n each dtype counts exactly, with room for the +-1 of the exactness fix-up.
+_N_EXACT = {np.dtype(np.float32): 2.0**22, np.dtype(np.float64): 2.0**51}
+_SHARED = {np.dtype(np.float32): True, np.dtype(np.float64): False}
+
+
+# One code per element carries a k = 1 answer: NaN for INVALID (and, out of the kernel, for
+# the elements it leaves open), +inf for TRIVIAL, |log F| >= 0 for INFEASIBLE (F = 1
+# included), log F < 0 (or -inf) for OK. The Solution follows from the code, the confidence and
+# the bounds by the careful path's own arithmetic (:func:`_finish_impl`).
+
+
+def _codes(q, log_f, infeasible, invalid):
+    code = jnp.where(q.trivial, jnp.inf, jnp.where(infeasible, jnp.abs(log_f), log_f))
+    return jnp.broadcast_to(jnp.where(invalid, jnp.nan, code), q.shape)
+
+
+@partial(jax.jit, static_argnames=("zero",))
+def _best_kernel(dist, target, confidence, *, n_min, n_max, zero):
+    """The codes of the elements where the plain formula's bound proves the careful answer,
+    NaN where the careful path must decide."""
+    q, plain = _solve._fast_query(dist, target, confidence, n_min, n_max)
+    dtype = np.dtype(q.dtype)
+    fast = fp.best_logs(jnp, lax.erfc, lax.erf, q.mu, q.sigma, q.low, q.high, q.target,
+                        log1p_error=_solve._LOG1P_ERROR[dtype],
+                        careful_log1p_error=_solve._LOG1P_ERROR[dtype], shared=_SHARED[dtype],
+                        exp_zero=zero)
+    n, _, infeasible, _ = _solve._best_parts(q, fast.log_f)
+    exact = fp.best_exact(jnp, n, fast.log_f, fast.d, q.log1mc, q.n_lo, q.n_hi, _N_EXACT[dtype])
+    decided = plain & (q.trivial | (fast.usable & exact))
+    return _codes(q, fast.log_f, infeasible, ~decided)
+
+
+@jax.jit
+def _careful_codes(dist, target, confidence, log_f, *, n_min, n_max):
+    """The codes of the careful path's answers (``log_f``: the public logcdf)."""
+    q = _solve._query(dist, target, confidence, n_min, n_max)
+    _, _, infeasible, _ = _solve._best_parts(q, log_f)
+    return _codes(q, log_f, infeasible, q.invalid)
+
+
+def _finish_impl(code, confidence, n_min, n_max):
+    """The Solution of the codes: the careful path's arithmetic (:func:`_solve._best_parts`,
+    :func:`_solve._finish`) on the log F they carry.
+
+    Each output is one loop: status reads the codes only, achieved reads n, the loop that
+    needs log(1 - c) and the division (XLA's CPU fusion would otherwise store and re-read them).
+    """
+    dtype = code.dtype
+    ints = dict(n_min=jnp.asarray(n_min, jnp.int32), n_max=jnp.asarray(n_max, jnp.int32))
+    n_lo, n_hi = ints["n_min"].astype(dtype), ints["n_max"].astype(dtype)
+    invalid, trivial = jnp.isnan(code), code == jnp.inf
+    infeasible = (code >= 0.0) & ~trivial
+    log_f = -jnp.abs(code)
+    never = ~(log_f < 0.0)
+    lf = jnp.where(never | trivial | invalid, -1.0, log_f)
+    n = _solve._ceil_exact(lf, jnp.log1p(-jnp.asarray(confidence, dtype)))
+    final = jnp.clip(jnp.where(trivial, n_lo, jnp.where(infeasible, n_hi, n)), n_lo, n_hi)
+    # as _solve._finish: the bounds taken as given (float32 rounds 2**31 - 1 up)
+    n_int = jnp.where(final <= n_lo, ints["n_min"],
+                      jnp.where(final >= n_hi, ints["n_max"], final.astype(jnp.int32)))
+    n_int = jnp.broadcast_to(jnp.where(invalid, jnp.maximum(ints["n_max"], 1), n_int),
+                             code.shape)
+    # final as a float, from the int: exact (no decided n exceeds 2**22, the careful path's
+    # are below 2**24 in float32), the upper bound as the careful path rounds it
+    final = jnp.where(n_int == ints["n_max"], n_hi, n_int.astype(dtype))
+    achieved = jnp.where(trivial, 1.0, -jnp.expm1(final * jnp.where(never, 0.0, log_f)))
+    status = jnp.where(invalid, Status.INVALID, jnp.where(trivial, Status.TRIVIAL, jnp.where(
+        infeasible, Status.INFEASIBLE, Status.OK))).astype(jnp.int32)
+    return Solution(n_int, status, jnp.where(invalid, 0.0, achieved))
+
+
+@jax.jit
+def _finish(code, confidence, *, n_min, n_max):
+    return _finish_impl(code, confidence, n_min, n_max)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _finish_merged(code, idx, sub, confidence, *, n_min, n_max):
+    code = code.reshape(-1).at[idx].set(sub, unique_indices=True).reshape(code.shape)
+    return _finish_impl(code, confidence, n_min, n_max)
+
+
+def _bucket(count: int, size: int) -> int:
+    """2^k or 1.5 * 2^k, from 256, at most size: the subset sizes compiled."""
+    bucket = max(256, 1 << (count - 1).bit_length())
+    if count <= 3 * bucket // 4:
+        bucket = 3 * bucket // 4
+    return min(bucket, size)
+
+
+def _pad(idx: np.ndarray, size: int) -> np.ndarray:
+    """idx (sorted, unique) padded to a :func:`_bucket` size with other unique indices, so that
+    few subset shapes are ever compiled. The padding elements get the careful path's answers
+    too (their own)."""
+    count = idx.size
+    bucket = _bucket(count, size)
+    if bucket == count:
+        return idx.astype(np.int32)
+    free = np.ones(bucket, bool)
+    free[idx[idx < bucket]] = False
+    extra = np.flatnonzero(free)[: bucket - count]
+    return np.concatenate([idx, extra]).astype(np.int32)
+
+
+@partial(jax.jit, static_argnames="shape")
+def _gather_arrays(idx, values, *, shape):
+    return tuple(jnp.broadcast_to(v, shape).reshape(-1)[idx] for v in values)
+
+
+def _gather(values: tuple, shape: tuple[int, ...], idx: Any) -> list:
+    """The elements idx (flat, of shape) of each value broadcast to shape; scalars stay as they
+    are, so that they keep their weak type."""
+    arrays = [i for i, v in enumerate(values) if np.ndim(v)]
+    taken = _gather_arrays(idx, tuple(values[i] for i in arrays), shape=shape)
+    out = list(values)
+    for i, v in zip(arrays, taken, strict=True):
+        out[i] = v
+    return out
+
+
+
+
+def best(dist: Any, target: Any, confidence: Any, n_min: Any, n_max: Any) -> Solution:
+    """k = 1 for concrete single-device inputs (see the module docstring)."""
+    zero = exp_zero(tn._float_dtype(*_solve.dist_params(dist), target, confidence),
+                    _device(dist, target, confidence))
+    code = _best_kernel(dist, target, confidence, n_min=n_min, n_max=n_max, zero=zero)
+    idx = np.flatnonzero(np.isnan(np.asarray(code)))
+    if idx.size == 0:
+        return _finish(code, confidence, n_min=n_min, n_max=n_max)
+    if idx.size > _CAREFUL_FRACTION * code.size:
+        return _solve._min_samples_best(dist, target, confidence,
+                                        _solve._logcdf(dist, target), n_min=n_min,
+                                        n_max=n_max)
+    idx = jnp.asarray(_pad(idx, code.size))
+    flat = _gather((*_solve.dist_params(dist), target, confidence, n_min, n_max), code.shape, idx)
+    sub_dist = _solve._Params(*flat[:4])
+    # The careful logs come from the very program the plain careful path (and logcdf) runs,
+    # so that the subset's answers are theirs to the last bit.
+    sub = _careful_codes(sub_dist, flat[4], flat[5], _solve._logcdf(sub_dist, flat[4]),
+                         n_min=flat[6], n_max=flat[7])
+    return _finish_merged(code, idx, sub, confidence, n_min=n_min, n_max=n_max)
+
+
+# ---------------------------------------------------------------- the expected best
+
+# The program of optscale.expected_best (the same function, jitted alike): the evaluations
+# that decide n come from it, so that E[best of n] and E[best of n - 1] as a caller
+# evaluates them confirm the answer to the last bit. (Another program may order the
+# quadrature's sum differently and differ in the last place.)
+_public_expected = jax.jit(os_.expected_best)
+
+
+@jax.jit
+def _expected_guess(dist, target, *, n_min, n_max):
+    """Per element: the candidate n (ceil of the Newton root, or the n the answer must be),
+    and the masks and bounds of :func:`_solve._min_samples_expected`."""
+    mu, sigma, low, high, target, _, ints, dtype, shape = _solve._prepare(dist, target, (),
+                                                                          n_min, n_max)
+    invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target, **ints)
+    trivial = target <= low
+    n_lo = jnp.where(invalid, 1, ints["n_min"]).astype(dtype)
+    n_hi = jnp.where(invalid, 1, ints["n_max"]).astype(dtype)
+    safe = lambda v, good: jnp.where(invalid, good, v)  # noqa: E731
+    sdist = _solve._Params(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
+    target_s = safe(target, 0.5)
+    unreachable = (target >= high) & ~trivial
+    m = jnp.clip(jnp.ceil(_solve._expected_root(sdist, target_s, n_lo, n_hi)), n_lo, n_hi)
+    m = jnp.where(trivial | invalid, n_lo, jnp.where(unreachable, n_hi, m))
+    out = (m, invalid, trivial, unreachable, n_lo, n_hi, target)
+    return tuple(jnp.broadcast_to(v, shape) for v in out)
+
+
+@jax.jit
+def _expected_finish(final, invalid, trivial, infeasible, achieved, n_lo, n_hi, *, n_min,
+                     n_max):
+    ints = dict(n_min=jnp.asarray(n_min, jnp.int32), n_max=jnp.asarray(n_max, jnp.int32))
+    return _solve._finish(final.shape, final, invalid, trivial, infeasible, n_lo, n_hi, n_lo,
+                          n_hi, ints, lambda _: achieved)
+
+
+def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
+    """The expected-best criterion for concrete single-device inputs: the answers of
+    :func:`_solve._min_samples_expected`, with every deciding evaluation made by the public
+    program (see :data:`_public_expected`); the few elements the guess misses are bisected on
+    the host, on a gathered subset."""
+    m, invalid, trivial, unreachable, n_lo, n_hi, target_b = (
+        np.asarray(v) for v in _expected_guess(dist, target, n_min=n_min, n_max=n_max))
+    dtype = m.dtype
+    e_m = np.asarray(_public_expected(dist, jnp.asarray(m)))
+    e_prev = np.asarray(_public_expected(dist, jnp.asarray(np.maximum(m - 1, 1).astype(dtype))))
+    with np.errstate(invalid="ignore"):
+        holds, holds_before = e_m >= target_b, e_prev >= target_b
+    beyond = ~(invalid | trivial) & (unreachable | (~holds & (m >= n_hi)))
+    ok = holds & ((m <= n_lo) | ~holds_before)
+    rest = np.flatnonzero(~(invalid | trivial | beyond | ok))
+    final, achieved, infeasible = m.copy(), e_m.copy(), beyond.copy()
+    if rest.size:
+        # (padded to a bucket size with the first of them: few shapes to compile)
+        idx = np.concatenate([rest, np.full(_bucket(rest.size, m.size) - rest.size, rest[0])])
+        sub = _solve._Params(*_gather(_solve.dist_params(dist), m.shape, jnp.asarray(idx)))
+        below = holds[idx]  # the answer is below m; else above it, up to n_max
+        n, fails, e = _bisect_expected(
+            sub, target_b[idx], np.where(below, n_lo[idx], m[idx] + 1),
+            np.where(below, m[idx] - 1, n_hi[idx]), below, n_hi[idx])
+        final[rest], infeasible[rest] = n[:rest.size], fails[:rest.size]
+        achieved[rest] = e[:rest.size]
+    return _expected_finish(final, invalid, trivial, infeasible, achieved, n_lo, n_hi,
+                            n_min=n_min, n_max=n_max)
+
+
+def _bisect_expected(dist, target, lo, hi, known, n_hi):
+    """Host bisection with the public program: the smallest n in [lo, hi] with E[best of n]
+    >= target, which holds at hi where ``known`` and is tried there otherwise."""
+    dtype = lo.dtype
+
+    def cond(n):
+        return np.asarray(_public_expected(dist, jnp.asarray(n.astype(dtype)))) >= target
+
+    ok_hi = known | cond(hi)
+    lo = np.where(ok_hi, lo, hi)
+    while np.any(lo < hi):
+        mid = np.floor(0.5 * (lo + hi))
+        c = cond(mid)
+        lo, hi = np.where((lo < hi) & ~c, mid + 1, lo), np.where((lo < hi) & c, mid, hi)
+    final = np.where(ok_hi, hi, n_hi)
+    return final, ~ok_hi, np.asarray(_public_expected(dist, jnp.asarray(final.astype(dtype))))
