@@ -236,9 +236,10 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
     - The tail on the far side of z from the centre enters only the mass that straddles the
       centre, which has no cancellation: it comes from erf, (1 - erf(|u| / sqrt 2)) / 2, with
       an absolute error of :data:`ERF_TAIL_ERROR` eps (cheaper than erfc).
-    - Underflow: the absolute term theta is kept only for tails below 4 tiny. A computed erfc
-      of at least 4 tiny had no subnormal intermediate (exp(-x^2) exceeds the tail), so the
-      relative bound alone holds.
+    - Underflow: the absolute term theta is kept only for tails below tiny / eps 2^8 (2^-95 in
+      float32), where the relative term itself would leave the normal range (and a device
+      that flushes subnormals would zero it). A computed erfc above that had no subnormal
+      intermediate (exp(-x^2) exceeds the tail), so the relative bound alone holds.
     - F within rounding of 1 (``exp_zero``: the largest x with exp(x) == 0 on the device, see
       :func:`optscale._solve_fast.exp_zero`): the careful path forms log F = log1p(-exp(log S))
       with log S <= log Phi(-z) - log(lower mass) + 1 <= -z^2/2 - log z - 0.92 + 1.39 + 1 (z
@@ -276,10 +277,14 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
     z = xp.where(positive, (x - mu) / sigma, 0.0)
     right = z > 0.0
 
+    # below this, the relative error term t (E0 + ...) eps would itself leave the normal
+    # range, and a device that flushes subnormals to zero would make it 0
+    small = tiny / eps * 2.0**8
+
     def tail(u, e2):
         au = xp.minimum(xp.abs(u), U_CAP)
         t = xp.where(au < U_CAP, 0.5 * erfc(au * SQRT_HALF), 0.0)
-        return t, t * ((E0 + e2 * au * au) * eps) + xp.where(t < 4.0 * tiny, 2.0 * tiny, 0.0)
+        return t, t * ((E0 + e2 * au * au) * eps) + xp.where(t < small, 2.0 * tiny, 0.0)
 
     tz, ez = tail(z, E2)
     tn, en = tail(xp.where(right, beta, alpha), E2_BOUND)  # the bound on z's side
@@ -315,7 +320,7 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
         r_l = max(r["log"], r["log1p"])
         lu, lb = size_upper, _log_size(xp, xp.where(ok & (tn > 0.0), tn, 1.0))
         width = (beta - z) - eps * (beta + z)  # <= (high - x) / sigma as the careful path has it
-        regime = (ok & right & (z >= 1.01) & (z < 8.0) & (beta >= 1.01) & (beta < 10.0)
+        regime = (ok & right & (z >= 1.01) & (z < 6.0) & (beta >= 1.01) & (beta < 10.0)
                   & (width > 0.00505 * (1.0 + z)) & (s <= 0.4) & (lower >= 0.25)
                   & (total >= 0.3))
         e_d = (r["log"] * (lb + lu) + 0.5 * lb + r_l) * eps

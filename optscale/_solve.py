@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import namedtuple
+from functools import partial
 from typing import Any
 
 import jax
@@ -118,12 +119,27 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
                                      n_min=n_min, n_max=n_max)
         packed = _log_cdf_sf_packed(dist, target)
         return _min_samples_probability(dist, target, confidence, packed, k=k, n_min=n_min,
-                                        n_max=n_max)
+                                        n_max=n_max, k_max=_static_k_max(k))
     if criterion == "expected":
         if _solve_fast.applies(dist, target, n_min, n_max):
             return _solve_fast.expected(dist, target, n_min, n_max)
         return _min_samples_expected(dist, target, n_min=n_min, n_max=n_max)
     raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+
+
+# loops over j < k are unrolled up to this k (one XLA loop over the batch, not a loop of loops)
+_UNROLL_K = 16
+
+
+def _static_k_max(k: Any) -> int | None:
+    """max(k) when it is known before tracing (a Python int, or a concrete array) and small."""
+    if isinstance(k, jax.core.Tracer):
+        return None
+    try:
+        top = int(np.max(np.asarray(k)))
+    except (TypeError, ValueError):
+        return None
+    return top if 1 <= top <= _UNROLL_K else None
 
 
 def dist_params(dist: Any) -> tuple[Any, ...]:
@@ -160,7 +176,7 @@ _Q = namedtuple("_Q", "mu sigma low high target ints dtype shape invalid trivial
                 "log1mc")
 
 
-def _k_of_n_parts(q, log_f, log_s):
+def _k_of_n_parts(q, log_f, log_s, k_max=None):
     """The k-of-N answer: (final n, infeasible, achieved at the final n).
 
     The smallest n with P(Bin(n, S) <= k - 1) <= 1 - c as evaluated (:func:`cond`), found
@@ -177,7 +193,7 @@ def _k_of_n_parts(q, log_f, log_s):
     n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
 
     def lower_tail(n):
-        return os_.log_binom_lower(ls, lf, n, kf)
+        return os_.log_binom_lower(ls, lf, n, kf, k_max=k_max)
 
     lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
     # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
@@ -188,7 +204,7 @@ def _k_of_n_parts(q, log_f, log_s):
     pre_infeasible = (never | (lo > n_hi)) & ~trivial
     done = q.invalid | trivial | pre_infeasible
     final_done = _final_n(q, hi, pre_infeasible, jnp.maximum(kf, n_lo))
-    root = _k_of_n_root(ls, lf, kf, log1mc, lo, jnp.maximum(chernoff, lo))
+    root = _k_of_n_root(ls, lf, kf, log1mc, lo, jnp.maximum(chernoff, lo), k_max)
     m = jnp.where(kf <= 1.0, lo, jnp.clip(jnp.ceil(root), lo, n_hi))
     m = jnp.where(done, final_done, m)
     tail_m = lower_tail(m)
@@ -203,7 +219,8 @@ def _k_of_n_parts(q, log_f, log_s):
     lo_rest = jnp.where(rest, jnp.where(holds, lo, m + 1.0), hi_rest)
     args = (ls, lf, kf, log1mc, lo_rest, hi_rest, ~rest | holds, n_hi)
     final, infeasible_rest, tail_final = _on_rest(
-        rest, _k_of_n_bisect, args, (final, jnp.zeros(q.shape, bool), tail_m), q.shape)
+        rest, partial(_k_of_n_bisect, k_max=k_max), args,
+        (final, jnp.zeros(q.shape, bool), tail_m), q.shape)
     infeasible = pre_infeasible | beyond | infeasible_rest
     # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
     p = jnp.where(never, 0.0, -jnp.expm1(tail_final))
@@ -211,12 +228,12 @@ def _k_of_n_parts(q, log_f, log_s):
     return final, infeasible, achieved
 
 
-def _k_of_n_bisect(ls, lf, kf, log1mc, lo, hi, known, n_hi):
+def _k_of_n_bisect(ls, lf, kf, log1mc, lo, hi, known, n_hi, *, k_max):
     """The smallest n in [lo, n_hi] with cond(n), by bisection: hi is where cond is known
     (``known``) or tried to hold, n_hi next; (n, infeasible, log lower tail at n)."""
 
     def cond(n):
-        return os_.log_binom_lower(ls, lf, n, kf) <= log1mc
+        return os_.log_binom_lower(ls, lf, n, kf, k_max=k_max) <= log1mc
 
     ok_hi = known | cond(hi)
     retry = ~ok_hi & (hi < n_hi)
@@ -224,7 +241,7 @@ def _k_of_n_bisect(ls, lf, kf, log1mc, lo, hi, known, n_hi):
     ok_hi = jnp.where(retry, cond(hi), ok_hi)
     n = _bisect(cond, jnp.where(ok_hi, lo, hi), hi, jnp.shape(hi))
     final = jnp.where(ok_hi, n, n_hi)
-    return final, ~ok_hi, os_.log_binom_lower(ls, lf, final, kf)
+    return final, ~ok_hi, os_.log_binom_lower(ls, lf, final, kf, k_max=k_max)
 
 
 def _on_rest(rest, solve, args, results, shape):
@@ -259,9 +276,9 @@ def _on_rest(rest, solve, args, results, shape):
     return tuple(o.reshape(shape) for o in out)
 
 
-def _k_of_n_root(ls, lf, kf, log1mc, lo, hi):
+def _k_of_n_root(ls, lf, kf, log1mc, lo, hi, k_max):
     """The continuous n where log P(Bin(n, S) <= k - 1) = log(1 - c), for k >= 2: from the
-    Wilson-Hilferty approximation of the Poisson quantile, three safeguarded Newton steps on
+    Wilson-Hilferty approximation of the Poisson quantile, two safeguarded Newton steps on
     n lf + log sum_{j<k} C(n, j) (S/F)^j (a guess: the caller confirms the integer)."""
     c = -jnp.expm1(log1mc)
     z = ndtri(jnp.clip(c, 1e-30, 1.0 - 1e-7))
@@ -269,8 +286,8 @@ def _k_of_n_root(ls, lf, kf, log1mc, lo, hi):
     lam = k * jnp.maximum(1.0 - 1.0 / (9.0 * k) + z / (3.0 * jnp.sqrt(k)), 0.0) ** 3
     x = jnp.clip(lam / -lf, lo, hi)
     a, b = lo, hi
-    for _ in range(3):
-        value, slope = _tail_and_slope(ls, lf, x, kf)
+    for _ in range(2):
+        value, slope = _tail_and_slope(ls, lf, x, kf, k_max)
         value = value - log1mc
         a, b = jnp.where(value > 0.0, x, a), jnp.where(value <= 0.0, x, b)
         step = x - value / slope
@@ -278,7 +295,7 @@ def _k_of_n_root(ls, lf, kf, log1mc, lo, hi):
     return x
 
 
-def _tail_and_slope(ls, lf, x, kf):
+def _tail_and_slope(ls, lf, x, kf, k_max):
     """n lf + log sum_{j<k} C(n, j) (S/F)^j at n = x (continuous) and its derivative in x."""
     ratio = ls - lf
     tiny = jnp.finfo(x.dtype).tiny
@@ -295,10 +312,14 @@ def _tail_and_slope(ls, lf, x, kf):
         return (term, jnp.where(use, new, acc), harmonic,
                 jnp.where(use, slope * (1.0 - w) + harmonic * w, slope))
 
-    k_max = jnp.max(kf, initial=1).astype(jnp.int32)
     zero = jnp.zeros(jnp.broadcast_shapes(x.shape, jnp.shape(kf), jnp.shape(ls)), x.dtype)
-    _, acc, _, slope = lax.fori_loop(1, k_max, body, (zero, zero, zero, zero))
-    return x * lf + acc, lf + slope
+    carry = (zero, zero, zero, zero)
+    if k_max is not None:
+        for j in range(1, k_max):
+            carry = body(j, carry)
+    else:
+        carry = lax.fori_loop(1, jnp.max(kf, initial=1).astype(jnp.int32), body, carry)
+    return x * lf + carry[1], lf + carry[3]
 
 
 def _final_n(q, n, infeasible, n_trivial):
@@ -307,10 +328,11 @@ def _final_n(q, n, infeasible, n_trivial):
                     q.n_hi)
 
 
-@jax.jit
-def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_max):
+@partial(jax.jit, static_argnames="k_max")
+def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_max,
+                             k_max=None):
     q = _query(dist, target, confidence, n_min, n_max, k)
-    final, infeasible, achieved = _k_of_n_parts(q, jnp.real(packed), jnp.imag(packed))
+    final, infeasible, achieved = _k_of_n_parts(q, jnp.real(packed), jnp.imag(packed), k_max)
     return _finish(q.shape, final, q.invalid, q.trivial, infeasible, q.n_lo, q.n_hi, final,
                    final, q.ints, lambda _: achieved)
 

@@ -37,7 +37,10 @@ _CAREFUL_FRACTION = 0.25
 
 
 def applies(*args: Any) -> bool:
-    """Concrete inputs (no tracer) that live on at most one device."""
+    """Concrete inputs (no tracer) that live on at most one device, outside any trace (a
+    caller's jit may close over concrete arrays; its program cannot stop for the host)."""
+    if not _top_level():
+        return False
     for leaf in jax.tree_util.tree_leaves(args):
         if isinstance(leaf, jax.core.Tracer):
             return False
@@ -45,6 +48,14 @@ def applies(*args: Any) -> bool:
         if sharding is not None and len(sharding.device_set) > 1:
             return False
     return True
+
+
+def _top_level() -> bool:
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # (a JAX without it: take every call for a traced one)
+        return False
+    return trace_state_clean()
 
 
 _EXP_ZERO: dict = {}
