@@ -117,6 +117,8 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
             # The common case needs only log F: no loops, no log S.
             return _min_samples_best(dist, target, confidence, _logcdf(dist, target),
                                      n_min=n_min, n_max=n_max)
+        if _solve_fast.applies(dist, target, confidence, k, n_min, n_max):
+            return _solve_fast.k_of_n(dist, target, confidence, k, n_min, n_max)
         packed = _log_cdf_sf_packed(dist, target)
         return _min_samples_probability(dist, target, confidence, packed, k=k, n_min=n_min,
                                         n_max=n_max, k_max=_static_k_max(k))
@@ -181,51 +183,75 @@ def _k_of_n_parts(q, log_f, log_s, k_max=None):
 
     The smallest n with P(Bin(n, S) <= k - 1) <= 1 - c as evaluated (:func:`cond`), found
     without a bisection for almost every element: a Wilson-Hilferty guess refined by Newton
-    steps on the continuous tail gives n = ceil(root), which two evaluations confirm (cond(n)
-    holds and cond(n - 1) does not; or n is the budget and cond fails there: infeasible). The
-    rest (near-ties of the rounding) are bisected as before, on a gathered subset when few.
+    steps on the continuous tail (:func:`_k_of_n_guess`) gives n = ceil(root), which two
+    evaluations confirm (cond(n) holds and cond(n - 1) does not; or n
+    is the budget and cond fails there: infeasible). The rest (near-ties of the rounding) are
+    bisected as before, on a gathered subset when few.
     """
-    kf, log1mc, n_lo, n_hi, trivial = q.kf, q.log1mc, q.n_lo, q.n_hi, q.trivial
-    never = ~(log_f < 0.0)  # F(target) == 1 in working precision (or invalid)
-    lf = jnp.where(never | trivial, -1.0, log_f)
-    ls = jnp.where(q.invalid, -1.0, log_s)
-    # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
-    n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
-
-    def lower_tail(n):
-        return os_.log_binom_lower(ls, lf, n, kf, k_max=k_max)
-
-    lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
-    # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
-    ell = -log1mc
-    need = (kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
-    chernoff = jnp.ceil(need * jnp.exp(-ls)) + 1.0
-    hi = jnp.where(kf <= 1.0, lo, jnp.clip(chernoff, lo, n_hi))
-    pre_infeasible = (never | (lo > n_hi)) & ~trivial
-    done = q.invalid | trivial | pre_infeasible
-    final_done = _final_n(q, hi, pre_infeasible, jnp.maximum(kf, n_lo))
-    root = _k_of_n_root(ls, lf, kf, log1mc, lo, jnp.maximum(chernoff, lo), k_max)
-    m = jnp.where(kf <= 1.0, lo, jnp.clip(jnp.ceil(root), lo, n_hi))
-    m = jnp.where(done, final_done, m)
-    tail_m = lower_tail(m)
-    holds, holds_before = tail_m <= log1mc, lower_tail(m - 1.0) <= log1mc
-    ok = ~done & holds & ((m <= lo) | ~holds_before)
-    beyond = ~done & ~holds & (m >= n_hi)  # cond fails at the budget
+    b = _k_of_n_bounds(q, log_f, log_s)
+    m = _k_of_n_guess(q, b, k_max)
+    kf, log1mc, n_hi, lf, ls, lo = q.kf, q.log1mc, q.n_hi, b.lf, b.ls, b.lo
+    tail_m, holds, rest = _k_of_n_check_parts(q, b, m, k_max)
+    beyond = ~b.done & ~holds & (m >= n_hi)  # cond fails at the budget
     final = jnp.where(beyond, n_hi, m)
-    # the rest: cond(m - 1) holds (the answer is below m) or cond(m) fails (above m)
-    rest = ~(done | ok | beyond)
     # (the others: an empty bracket, cond known)
-    hi_rest = jnp.where(rest, jnp.where(holds, m - 1.0, jnp.clip(chernoff, m + 1.0, n_hi)), m)
+    hi_rest = jnp.where(rest, jnp.where(holds, m - 1.0, jnp.clip(b.chernoff, m + 1.0, n_hi)),
+                        m)
     lo_rest = jnp.where(rest, jnp.where(holds, lo, m + 1.0), hi_rest)
     args = (ls, lf, kf, log1mc, lo_rest, hi_rest, ~rest | holds, n_hi)
     final, infeasible_rest, tail_final = _on_rest(
         rest, partial(_k_of_n_bisect, k_max=k_max), args,
         (final, jnp.zeros(q.shape, bool), tail_m), q.shape)
-    infeasible = pre_infeasible | beyond | infeasible_rest
+    infeasible = b.pre_infeasible | beyond | infeasible_rest
     # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
-    p = jnp.where(never, 0.0, -jnp.expm1(tail_final))
-    achieved = jnp.where(trivial & (final >= kf), 1.0, p)
+    p = jnp.where(b.never, 0.0, -jnp.expm1(tail_final))
+    achieved = jnp.where(q.trivial & (final >= kf), 1.0, p)
     return final, infeasible, achieved
+
+
+_KBounds = namedtuple("_KBounds", "never lf ls lo chernoff pre_infeasible done")
+
+
+def _k_of_n_bounds(q, log_f, log_s):
+    """The logs made safe, the lower bound (the k = 1 answer), Chernoff's upper bound, and the
+    elements settled without a search."""
+    never = ~(log_f < 0.0)  # F(target) == 1 in working precision (or invalid)
+    lf = jnp.where(never | q.trivial, -1.0, log_f)
+    ls = jnp.where(q.invalid, -1.0, log_s)
+    # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
+    n1 = jnp.minimum(_ceil_exact(lf, q.log1mc), q.n_hi + 1.0)
+    lo = jnp.maximum(jnp.maximum(n1, q.kf), q.n_lo)
+    # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
+    ell = -q.log1mc
+    need = (q.kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (q.kf - 1.0))
+    chernoff = jnp.ceil(need * jnp.exp(-ls)) + 1.0
+    pre_infeasible = (never | (lo > q.n_hi)) & ~q.trivial
+    done = q.invalid | q.trivial | pre_infeasible
+    return _KBounds(never, lf, ls, lo, chernoff, pre_infeasible, done)
+
+
+def _k_of_n_check_parts(q, b, m, k_max):
+    """cond at m and m - 1: (log lower tail at m, cond(m), which elements it leaves open)."""
+
+    def lower_tail(n):
+        return os_.log_binom_lower(b.ls, b.lf, n, q.kf, k_max=k_max)
+
+    tail_m = lower_tail(m)
+    holds, holds_before = tail_m <= q.log1mc, lower_tail(m - 1.0) <= q.log1mc
+    ok = ~b.done & holds & ((m <= b.lo) | ~holds_before)
+    beyond = ~b.done & ~holds & (m >= q.n_hi)  # cond fails at the budget
+    # the rest: cond(m - 1) holds (the answer is below m) or cond(m) fails (above m)
+    return tail_m, holds, ~(b.done | ok | beyond)
+
+
+def _k_of_n_guess(q, b, k_max):
+    """The n to try first: ceil of the continuous root, or for the settled elements their
+    final n."""
+    hi = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(b.chernoff, b.lo, q.n_hi))
+    final_done = _final_n(q, hi, b.pre_infeasible, jnp.maximum(q.kf, q.n_lo))
+    root = _k_of_n_root(b.ls, b.lf, q.kf, q.log1mc, b.lo, jnp.maximum(b.chernoff, b.lo), k_max)
+    m = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(jnp.ceil(root), b.lo, q.n_hi))
+    return jnp.where(b.done, final_done, m)
 
 
 def _k_of_n_bisect(ls, lf, kf, log1mc, lo, hi, known, n_hi, *, k_max):
@@ -296,30 +322,32 @@ def _k_of_n_root(ls, lf, kf, log1mc, lo, hi, k_max):
 
 
 def _tail_and_slope(ls, lf, x, kf, k_max):
-    """n lf + log sum_{j<k} C(n, j) (S/F)^j at n = x (continuous) and its derivative in x."""
-    ratio = ls - lf
+    """n lf + log sum_{j<k} C(n, j) (S/F)^j at n = x (continuous) and its derivative in x.
+
+    A guess only, so the sum is formed in linear space (one log, no logaddexp per term); where
+    it overflows, the caller's safeguard falls back to halving its bracket.
+    """
+    odds = jnp.exp(jnp.minimum(ls - lf, 80.0))
     tiny = jnp.finfo(x.dtype).tiny
 
     def body(j, carry):
-        term, acc, harmonic, slope = carry
+        term, total, harmonic, slope = carry
         jf = jnp.asarray(j, x.dtype)
         gap = jnp.maximum(x - jf + 1.0, tiny)
-        term = term + jnp.log(gap / jf) + ratio
+        term = term * (gap / jf) * odds
         harmonic = harmonic + 1.0 / gap
-        new = jnp.logaddexp(acc, term)
-        w = jnp.exp(term - new)
         use = jf < kf
-        return (term, jnp.where(use, new, acc), harmonic,
-                jnp.where(use, slope * (1.0 - w) + harmonic * w, slope))
+        return (term, total + jnp.where(use, term, 0.0), harmonic,
+                slope + jnp.where(use, term * harmonic, 0.0))
 
-    zero = jnp.zeros(jnp.broadcast_shapes(x.shape, jnp.shape(kf), jnp.shape(ls)), x.dtype)
-    carry = (zero, zero, zero, zero)
+    one = jnp.ones(jnp.broadcast_shapes(x.shape, jnp.shape(kf), jnp.shape(ls)), x.dtype)
+    carry = (one, one, 0.0 * one, 0.0 * one)
     if k_max is not None:
         for j in range(1, k_max):
             carry = body(j, carry)
     else:
         carry = lax.fori_loop(1, jnp.max(kf, initial=1).astype(jnp.int32), body, carry)
-    return x * lf + carry[1], lf + carry[3]
+    return x * lf + jnp.log(carry[1]), lf + carry[3] / carry[1]
 
 
 def _final_n(q, n, infeasible, n_trivial):

@@ -293,32 +293,122 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
     rest = np.flatnonzero(~(invalid | trivial | beyond | ok))
     final, achieved, infeasible = m.copy(), e_m.copy(), beyond.copy()
     if rest.size:
-        # (padded to a bucket size with the first of them: few shapes to compile)
-        idx = np.concatenate([rest, np.full(_bucket(rest.size, m.size) - rest.size, rest[0])])
-        sub = _solve._Params(*_gather(_solve.dist_params(dist), m.shape, jnp.asarray(idx)))
-        below = holds[idx]  # the answer is below m; else above it, up to n_max
-        n, fails, e = _bisect_expected(
-            sub, target_b[idx], np.where(below, n_lo[idx], m[idx] + 1),
-            np.where(below, m[idx] - 1, n_hi[idx]), below, n_hi[idx])
-        final[rest], infeasible[rest] = n[:rest.size], fails[:rest.size]
-        achieved[rest] = e[:rest.size]
+        n, fails, e = _search_expected(dist, m, rest, holds[rest], target_b[rest], n_lo[rest],
+                                       n_hi[rest])
+        final[rest], infeasible[rest], achieved[rest] = n, fails, e
     return _expected_finish(final, invalid, trivial, infeasible, achieved, n_lo, n_hi,
                             n_min=n_min, n_max=n_max)
 
 
-def _bisect_expected(dist, target, lo, hi, known, n_hi):
-    """Host bisection with the public program: the smallest n in [lo, hi] with E[best of n]
-    >= target, which holds at hi where ``known`` and is tried there otherwise."""
-    dtype = lo.dtype
+def _search_expected(dist, m, rest, below, target, n_lo, n_hi):
+    """The answers of the elements ``rest`` whose guess m was off: below m where cond(m - 1)
+    holds, else above m, up to n_max (where cond is tried). A galloping search away from m,
+    then bisection; each round is one evaluation of the whole batch by the public program (the
+    rest at their probes, the others at their m): the same program on the same shapes as a
+    caller's check, so the same rounding (a subset's program may order the quadrature's sum
+    differently). The guesses miss by one or two, so a round or two is the rule.
+    Returns (n, infeasible, E at n) for the rest."""
+    dtype = m.dtype
+    start = m[rest]
+    # lo: the largest n known to fail (n_lo - 1 once nothing below n_lo is left), hi: the
+    # smallest known to hold (inf: not yet found)
+    lo = np.where(below, -np.inf, start)
+    hi = np.where(below, start - 1, np.inf)
+    lo = np.where(below & (hi <= n_lo), n_lo - 1, lo)
+    step = np.ones_like(start)
+    e_hi = np.full_like(start, np.nan)
+    for round_ in range(200):  # (bounded: each round halves a bracket or doubles a step)
+        down = np.isinf(lo)  # galloping down from a known hi
+        up = np.isinf(hi) & (lo < n_hi)  # up from a known lo: m + 1, then n_max
+        halve = np.isfinite(lo) & np.isfinite(hi) & (hi - lo > 1)
+        moving = down | up | halve
+        if not np.any(moving):
+            break
+        # (halving a bracket opened above m: gallop from its bottom first, the answer is near)
+        gallop = halve & ~below & (step < 0.5 * (hi - lo))
+        probe = np.where(down, np.maximum(hi - step, n_lo),
+                         np.where(up, np.where(round_ == 0, lo + 1.0, n_hi),
+                                  np.where(gallop, lo + step, np.floor(0.5 * (lo + hi)))))
+        points = m.copy()
+        points[rest] = np.where(moving, probe, start)
+        e = np.asarray(_public_expected(dist, jnp.asarray(points)))[rest]
+        holds = e >= target
+        lo = np.where(moving & ~holds, probe, lo)
+        hi = np.where(moving & holds, probe, hi)
+        e_hi = np.where(moving & holds, e, e_hi)
+        lo = np.where(np.isinf(lo) & (hi <= n_lo), n_lo - 1, lo)
+        step = np.where(down | gallop, 2.0 * step, step)
+    infeasible = np.isinf(hi)
+    final = np.where(infeasible, n_hi, hi)
+    missing = np.isnan(e_hi)
+    if np.any(missing):  # E where no probe has been made: n_max, or m - 1
+        points = m.copy()
+        points[rest] = final
+        e_all = np.asarray(_public_expected(dist, jnp.asarray(points.astype(dtype))))[rest]
+        e_hi = np.where(missing, e_all, e_hi)
+    return final.astype(dtype), infeasible, e_hi
 
-    def cond(n):
-        return np.asarray(_public_expected(dist, jnp.asarray(n.astype(dtype)))) >= target
 
-    ok_hi = known | cond(hi)
-    lo = np.where(ok_hi, lo, hi)
-    while np.any(lo < hi):
-        mid = np.floor(0.5 * (lo + hi))
-        c = cond(mid)
-        lo, hi = np.where((lo < hi) & ~c, mid + 1, lo), np.where((lo < hi) & c, mid, hi)
-    final = np.where(ok_hi, hi, n_hi)
-    return final, ~ok_hi, np.asarray(_public_expected(dist, jnp.asarray(final.astype(dtype))))
+# ---------------------------------------------------------------- k of N
+
+# Three programs, each XLA's CPU fusion runs several times faster apart than together: the
+# guess (Newton steps), its check (two evaluations of the lower tail; one code per element,
+# NaN where the check leaves the element open) and the Solution. The open elements (near-ties
+# of the rounding) are solved on the host's gathered subset by the plain careful program.
+
+
+@partial(jax.jit, static_argnames="k_max")
+def _k_of_n_guess(dist, target, confidence, packed, *, k, n_min, n_max, k_max):
+    q = _solve._query(dist, target, confidence, n_min, n_max, k)
+    b = _solve._k_of_n_bounds(q, jnp.real(packed), jnp.imag(packed))
+    return jnp.broadcast_to(_solve._k_of_n_guess(q, b, k_max), q.shape)
+
+
+@partial(jax.jit, static_argnames="k_max")
+def _k_of_n_check(dist, target, confidence, packed, m, *, k, n_min, n_max, k_max):
+    """log P(Bin(m, S) <= k - 1) where the two evaluations settle m, NaN elsewhere."""
+    q = _solve._query(dist, target, confidence, n_min, n_max, k)
+    b = _solve._k_of_n_bounds(q, jnp.real(packed), jnp.imag(packed))
+    tail, _, rest = _solve._k_of_n_check_parts(q, b, m, k_max)
+    return jnp.broadcast_to(jnp.where(rest, jnp.nan, tail), q.shape)
+
+
+@jax.jit
+def _k_of_n_settle(dist, target, confidence, packed, m, tail, *, k, n_min, n_max):
+    """The Solution of checked guesses (the careful path's arithmetic, as _k_of_n_parts)."""
+    q = _solve._query(dist, target, confidence, n_min, n_max, k)
+    b = _solve._k_of_n_bounds(q, jnp.real(packed), jnp.imag(packed))
+    beyond = ~b.done & ~(tail <= q.log1mc) & (m >= q.n_hi)
+    infeasible = b.pre_infeasible | beyond
+    final = jnp.where(beyond, q.n_hi, m)
+    p = jnp.where(b.never, 0.0, -jnp.expm1(tail))
+    achieved = jnp.where(q.trivial & (final >= q.kf), 1.0, p)
+    return _solve._finish(q.shape, final, q.invalid, q.trivial, infeasible, q.n_lo, q.n_hi,
+                          final, final, q.ints, lambda _: achieved)
+
+
+@partial(jax.jit, donate_argnums=0)
+def _scatter(sol, idx, sub):
+    return Solution(*(a.reshape(-1).at[idx].set(b).reshape(a.shape) for a, b in zip(sol, sub,
+                                                                                     strict=True)))
+
+
+def k_of_n(dist: Any, target: Any, confidence: Any, k: Any, n_min: Any, n_max: Any) -> Solution:
+    """k of N for concrete single-device inputs (see above)."""
+    k_max = _solve._static_k_max(k)
+    packed = _solve._log_cdf_sf_packed(dist, target)
+    kw = dict(k=k, n_min=n_min, n_max=n_max)
+    m = _k_of_n_guess(dist, target, confidence, packed, k_max=k_max, **kw)
+    tail = _k_of_n_check(dist, target, confidence, packed, m, k_max=k_max, **kw)
+    idx = np.flatnonzero(np.isnan(np.asarray(tail)))
+    sol = _k_of_n_settle(dist, target, confidence, packed, m, tail, **kw)
+    if idx.size == 0:
+        return sol
+    shape = m.shape
+    idx = np.concatenate([idx, np.full(_bucket(idx.size, m.size) - idx.size, idx[0])])
+    idx = jnp.asarray(idx.astype(np.int32))
+    flat = _gather((*_solve.dist_params(dist), target, confidence, k, n_min, n_max, packed),
+                   shape, idx)
+    sub = _solve._min_samples_probability(_solve._Params(*flat[:4]), flat[4], flat[5], flat[9],
+                                          k=flat[6], n_min=flat[7], n_max=flat[8], k_max=k_max)
+    return _scatter(sol, idx, sub)
