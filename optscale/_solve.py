@@ -317,7 +317,7 @@ def _k_of_n_root(ls, lf, kf, log1mc, lo, hi, k_max):
         value = value - log1mc
         a, b = jnp.where(value > 0.0, x, a), jnp.where(value <= 0.0, x, b)
         step = x - value / slope
-        x = jnp.where((step >= a) & (step <= b) & (slope < 0.0), step, 0.5 * (a + b))
+        x = jnp.where(jnp.isfinite(step) & (slope < 0.0), jnp.clip(step, a, b), 0.5 * (a + b))
     return x
 
 
@@ -471,7 +471,8 @@ def _expected_root(dist, target, n_lo, n_hi):
         value = value - target
         a, b = jnp.where(value < 0.0, u, a), jnp.where(value >= 0.0, u, b)
         step = u - value / slope
-        u = jnp.where((step >= a) & (step <= b) & (slope > 0.0), step, 0.5 * (a + b))
+        # (a step out of the bracket stops at its end: the root lies beyond it, mostly)
+        u = jnp.where(jnp.isfinite(step) & (slope > 0.0), jnp.clip(step, a, b), 0.5 * (a + b))
     return jnp.exp(u)
 
 
