@@ -234,8 +234,9 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
     (what :func:`margin` adds included), cheaper and tightened where it can be proven tighter:
 
     - The tail on the far side of z from the centre enters only the mass that straddles the
-      centre, which has no cancellation: it comes from erf, (1 - erf(|u| / sqrt 2)) / 2, with
-      an absolute error of :data:`ERF_TAIL_ERROR` eps (cheaper than erfc).
+      centre, which has no cancellation: with ``erf`` given it comes from erf, (1 - erf(|u| /
+      sqrt 2)) / 2, with an absolute error of :data:`ERF_TAIL_ERROR` eps (XLA's float32 erf
+      costs less than its erfc; its float64 erf several times more, so float64 passes None).
     - Underflow: the absolute term theta is kept only for tails below tiny / eps 2^8 (2^-95 in
       float32), where the relative term itself would leave the normal range (and a device
       that flushes subnormals would zero it). A computed erfc above that had no subnormal
@@ -288,11 +289,15 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
 
     tz, ez = tail(z, E2)
     tn, en = tail(xp.where(right, beta, alpha), E2_BOUND)  # the bound on z's side
-    tf = 0.5 * (1.0 - erf(xp.abs(xp.where(right, alpha, beta)) * SQRT_HALF))  # the other
+    u_far = xp.where(right, alpha, beta)  # the other
+    if erf is None:
+        tf, ef = tail(u_far, E2_BOUND)
+    else:
+        tf, ef = 0.5 * (1.0 - erf(xp.abs(u_far) * SQRT_HALF)), ERF_TAIL_ERROR * eps
     near = tz - tn
     far = (1.0 - tf) - tz
     d_near = ez + en + eps * xp.abs(near)
-    d_far = ez + (ERF_TAIL_ERROR + 2.0) * eps
+    d_far = ez + ef + 2.0 * eps
     lower, upper = xp.where(right, far, near), xp.where(right, near, far)
     d_lower, d_upper = xp.where(right, d_far, d_near), xp.where(right, d_near, d_far)
     total = lower + upper

@@ -243,10 +243,10 @@ def test_best_logs_bound_holds_with_room(dtype):
         lo, hi = jnp.asarray(0.0, dtype), jnp.asarray(1.0, dtype)
         err = _solve._LOG1P_ERROR[np.dtype(dtype)]
         zero = _solve_fast.exp_zero(dtype)
+        shared = _solve_fast._SHARED[np.dtype(dtype)]
         fast = jax.jit(lambda m, s, t: _fastpath.best_logs(
-            jnp, jax.lax.erfc, jax.lax.erf, m, s, lo, hi, t, log1p_error=err,
-            careful_log1p_error=err, shared=_solve_fast._SHARED[np.dtype(dtype)],
-            exp_zero=zero))(m, s, t)
+            jnp, jax.lax.erfc, jax.lax.erf if shared else None, m, s, lo, hi, t,
+            log1p_error=err, careful_log1p_error=err, shared=shared, exp_zero=zero))(m, s, t)
         careful = np.asarray(_jax_backend.logcdf(optscale.TruncatedNormal(m, s), t), np.float64)
     log_f, d, usable = (np.asarray(v) for v in fast)
     log_f, d = log_f.astype(np.float64), d.astype(np.float64)
