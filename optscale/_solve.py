@@ -466,14 +466,21 @@ def _expected_root(dist, target, n_lo, n_hi):
     n0 = 0.625 * jnp.exp(-jnp.maximum(log_s, -80.0)) - 0.25
     a, b = jnp.log(n_lo), jnp.log(n_hi)
     u = jnp.clip(jnp.log(jnp.maximum(n0, 1.0)), a, b)
-    for _ in range(2):
+
+    def newton(_, state):
+        u, a, b = state
         value, slope = _expected_and_slope(dist, jnp.exp(u))
         value = value - target
         a, b = jnp.where(value < 0.0, u, a), jnp.where(value >= 0.0, u, b)
         step = u - value / slope
         # (a step out of the bracket stops at its end: the root lies beyond it, mostly)
         u = jnp.where(jnp.isfinite(step) & (slope > 0.0), jnp.clip(step, a, b), 0.5 * (a + b))
-    return jnp.exp(u)
+        return u, a, b
+
+    # (a loop, not unrolled: the quadrature's quantiles are a large program to compile)
+    shape = jnp.broadcast_shapes(jnp.shape(u), jnp.shape(a), jnp.shape(b))
+    state = tuple(jnp.broadcast_to(v, shape) for v in (u, a, b))
+    return jnp.exp(lax.fori_loop(0, 2, newton, state)[0])
 
 
 def _expected_and_slope(dist, n):

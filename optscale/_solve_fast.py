@@ -412,6 +412,25 @@ def k_of_n(dist: Any, target: Any, confidence: Any, k: Any, n_min: Any, n_max: A
     idx = jnp.asarray(idx.astype(np.int32))
     flat = _gather((*_solve.dist_params(dist), target, confidence, k, n_min, n_max, packed),
                    shape, idx)
-    sub = _solve._min_samples_probability(_solve._Params(*flat[:4]), flat[4], flat[5], flat[9],
-                                          k=flat[6], n_min=flat[7], n_max=flat[8], k_max=k_max)
+    sub = _k_of_n_bisected(_solve._Params(*flat[:4]), flat[4], flat[5], flat[9], k=flat[6],
+                           n_min=flat[7], n_max=flat[8], k_max=k_max)
     return _scatter(sol, idx, sub)
+
+
+@partial(jax.jit, static_argnames="k_max")
+def _k_of_n_bisected(dist, target, confidence, packed, *, k, n_min, n_max, k_max):
+    """The careful answers by plain bisection over [the k = 1 answer, Chernoff's bound] (a
+    small program for the few elements the guess leaves open)."""
+    q = _solve._query(dist, target, confidence, n_min, n_max, k)
+    b = _solve._k_of_n_bounds(q, jnp.real(packed), jnp.imag(packed))
+    hi = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(b.chernoff, b.lo, q.n_hi))
+    hi = jnp.where(b.done, b.lo, hi)
+    n, fails, tail = _solve._k_of_n_bisect(b.ls, b.lf, q.kf, q.log1mc, jnp.minimum(b.lo, hi), hi,
+                                           b.done, q.n_hi, k_max=k_max)
+    infeasible = b.pre_infeasible | (fails & ~b.done)
+    final = _solve._final_n(q, jnp.where(b.done, hi, n), infeasible, jnp.maximum(q.kf, q.n_lo))
+    tail = jnp.where(b.done, os_.log_binom_lower(b.ls, b.lf, final, q.kf, k_max=k_max), tail)
+    p = jnp.where(b.never, 0.0, -jnp.expm1(tail))
+    achieved = jnp.where(q.trivial & (final >= q.kf), 1.0, p)
+    return _solve._finish(q.shape, final, q.invalid, q.trivial, infeasible, q.n_lo, q.n_hi,
+                          final, final, q.ints, lambda _: achieved)
