@@ -1,12 +1,11 @@
-"""The minimal-N solvers in JAX: closed form for best-of-N, bisection for k-of-N and expected best,
-and the cost-aware optimum. jit-compiled, batch-first, vmap-safe; results carry a status code.
+"""The minimal-N solvers in JAX: closed form for best-of-N, k-of-N and expected best (a guess
+confirmed by the criterion's own evaluations, bisection where it misses), and the cost-aware
+optimum. jit-compiled, batch-first, vmap-safe; results carry a status code.
 
-Concrete inputs on one device take a fast path for the probability criterion: the plain
-formula for log F (:mod:`optscale._fastpath`) with an error bound decides which elements it
-answers exactly; only the others (far tails, near-ties) run the careful log-space path, on a
-gathered subset. Traced inputs (inside a caller's ``jit``, ``vmap`` or ``grad``) and arrays
-sharded over several devices take the careful path for every element, as one program that
-keeps the input's sharding.
+Concrete inputs on one device take the fast paths of :mod:`optscale._solve_fast` (for k = 1
+the plain formula for log F with an error bound, the careful path only where the bound cannot
+decide). Traced inputs (inside a caller's ``jit``, ``vmap`` or ``grad``) and arrays sharded over
+several devices run the careful path here, as one program that keeps the input's sharding.
 """
 
 from __future__ import annotations

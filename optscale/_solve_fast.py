@@ -1,15 +1,19 @@
-"""The JAX solvers' fast path for concrete inputs on one device.
+"""The JAX solvers' fast paths for concrete inputs on one device (outside any trace).
 
-A cheap kernel computes the plain formula for log F with a bound on its distance from the
-careful path's log F (:func:`optscale._fastpath.best_logs`) and keeps it wherever the bound
+k = 1: a cheap kernel computes the plain formula for log F with a bound on its distance from
+the careful path's log F (:func:`optscale._fastpath.best_logs`) and keeps it wherever the bound
 proves the careful answer; it marks the others NaN. The host finds those (on CPU the array is
-shared, not copied), the careful path answers them on a gathered subset, and one program turns
-the kernel's log F into the Solution and scatters the subset's answers into it.
+shared, not copied; XLA's ``nonzero`` costs ten times as much), the careful path answers them on
+a gathered subset, and one program turns the codes into the Solution.
+
+k of N and the expected best: the guesses of :mod:`optscale._solve` confirmed by two
+evaluations, in separate programs, the near-ties on the host (see :func:`k_of_n`,
+:func:`expected`).
 
 Why this shape: XLA's CPU fusion emits a single-output loop vectorised, and splits a loop with
 several outputs (or a complex one) into many loops or scalar code that cost several times as
-much, so the kernel has one real output and the Solution's three arrays come from cheap loops
-that read it.
+much, so each expensive program has one real output and the Solution's three arrays come from
+cheap loops that read it.
 """
 
 from __future__ import annotations
