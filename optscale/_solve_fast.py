@@ -286,13 +286,18 @@ def _expected_finish(final, invalid, trivial, infeasible, achieved, n_lo, n_hi, 
 def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
     """The expected-best criterion for concrete single-device inputs: the answers of
     :func:`_solve._min_samples_expected`, with every deciding evaluation made by the public
-    program (see :data:`_public_expected`); the few elements the guess misses are bisected on
-    the host, on a gathered subset."""
-    m, invalid, trivial, unreachable, n_lo, n_hi, target_b = (
-        np.asarray(v) for v in _expected_guess(dist, target, n_min=n_min, n_max=n_max))
+    program (see :data:`_public_expected`); the few elements the guess misses are searched on
+    the host (:func:`_search_expected`)."""
+    out = _expected_guess(dist, target, n_min=n_min, n_max=n_max)
+    shape = out[0].shape
+    m, invalid, trivial, unreachable, n_lo, n_hi, target_b = (np.asarray(v).reshape(-1)
+                                                              for v in out)
     dtype = m.dtype
-    e_m = np.asarray(_public_expected(dist, jnp.asarray(m)))
-    e_prev = np.asarray(_public_expected(dist, jnp.asarray(np.maximum(m - 1, 1).astype(dtype))))
+
+    def evaluate(n):  # E[best of n] by the public program, on the batch's own shape
+        return np.asarray(_public_expected(dist, jnp.asarray(n.astype(dtype).reshape(shape))))
+
+    e_m, e_prev = evaluate(m).reshape(-1), evaluate(np.maximum(m - 1, 1)).reshape(-1)
     with np.errstate(invalid="ignore"):
         holds, holds_before = e_m >= target_b, e_prev >= target_b
     beyond = ~(invalid | trivial) & (unreachable | (~holds & (m >= n_hi)))
@@ -300,21 +305,22 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
     rest = np.flatnonzero(~(invalid | trivial | beyond | ok))
     final, achieved, infeasible = m.copy(), e_m.copy(), beyond.copy()
     if rest.size:
-        n, fails, e = _search_expected(dist, m, rest, holds[rest], target_b[rest], n_lo[rest],
-                                       n_hi[rest])
+        n, fails, e = _search_expected(evaluate, m, rest, holds[rest], target_b[rest],
+                                       n_lo[rest], n_hi[rest])
         final[rest], infeasible[rest], achieved[rest] = n, fails, e
-    return _expected_finish(final, invalid, trivial, infeasible, achieved, n_lo, n_hi,
-                            n_min=n_min, n_max=n_max)
+    flat = (final, invalid, trivial, infeasible, achieved, n_lo, n_hi)
+    return _expected_finish(*(v.reshape(shape) for v in flat), n_min=n_min, n_max=n_max)
 
 
-def _search_expected(dist, m, rest, below, target, n_lo, n_hi):
+def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
     """The answers of the elements ``rest`` whose guess m was off: below m where cond(m - 1)
     holds, else above m, up to n_max (where cond is tried). A galloping search away from m,
     then bisection; each round is one evaluation of the whole batch by the public program (the
     rest at their probes, the others at their m): the same program on the same shapes as a
     caller's check, so the same rounding (a subset's program may order the quadrature's sum
     differently). The guesses miss by one or two, so a round or two is the rule.
-    Returns (n, infeasible, E at n) for the rest."""
+    ``evaluate``: E[best of n] for the batch (flat n and result). Returns (n, infeasible, E at
+    n) for the rest."""
     dtype = m.dtype
     start = m[rest]
     # lo: the largest n known to fail (n_lo - 1 once nothing below n_lo is left), hi: the
@@ -338,7 +344,7 @@ def _search_expected(dist, m, rest, below, target, n_lo, n_hi):
                                   np.where(gallop, lo + step, np.floor(0.5 * (lo + hi)))))
         points = m.copy()
         points[rest] = np.where(moving, probe, start)
-        e = np.asarray(_public_expected(dist, jnp.asarray(points)))[rest]
+        e = evaluate(points).reshape(-1)[rest]
         holds = e >= target
         lo = np.where(moving & ~holds, probe, lo)
         hi = np.where(moving & holds, probe, hi)
@@ -351,7 +357,7 @@ def _search_expected(dist, m, rest, below, target, n_lo, n_hi):
     if np.any(missing):  # E where no probe has been made: n_max, or m - 1
         points = m.copy()
         points[rest] = final
-        e_all = np.asarray(_public_expected(dist, jnp.asarray(points.astype(dtype))))[rest]
+        e_all = evaluate(points).reshape(-1)[rest]
         e_hi = np.where(missing, e_all, e_hi)
     return final.astype(dtype), infeasible, e_hi
 
