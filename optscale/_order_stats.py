@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -43,13 +44,15 @@ def best_of_n_quantile(dist: Any, q: Any, n: Any) -> jax.Array:
     return tn.icdf_log(dist, log_q)
 
 
-def log_binom_lower(log_s: ArrayLike, log_f: ArrayLike, n: ArrayLike,
-                    k: ArrayLike) -> jax.Array:
+def log_binom_lower(log_s: ArrayLike, log_f: ArrayLike, n: ArrayLike, k: ArrayLike, *,
+                    k_max: int | None = None) -> jax.Array:
     """log P(Bin(n, s) <= k - 1) with s = exp(log_s), 1 - s = exp(log_f); n, k as floats.
 
     A sum of k positive terms built by the recurrence C(n, j+1) / C(n, j) = (n - j) / (j + 1), so
     it is accurate where it matters for the solver (the lower tail, near 1 - c) with no lgamma of
-    large n. The loop runs max(k) - 1 times (k may be traced).
+    large n. The loop runs max(k) - 1 times (k may be traced). ``k_max``: a Python int at
+    least max(k), known when tracing: the loop is unrolled, so that XLA runs the sum as one
+    loop over the batch instead of a loop of loops (the same arithmetic, bit for bit).
 
     Differentiable in log_s and log_f, forward and reverse (n and k are counts: no
     derivative): the loop sits inside a custom JVP whose tangent comes from the same sum,
@@ -63,14 +66,14 @@ def log_binom_lower(log_s: ArrayLike, log_f: ArrayLike, n: ArrayLike,
     f_zero, s_zero = log_f == -jnp.inf, log_s == -jnp.inf
     lf = jnp.where(f_zero | s_zero, -1.0, log_f)
     ls = jnp.where(f_zero | s_zero, -1.0, log_s)
-    acc = _lower_sum(ls, lf, lax.stop_gradient(n), lax.stop_gradient(k))
+    acc = _lower_sum(ls, lf, lax.stop_gradient(n), lax.stop_gradient(k), k_max)
     acc = jnp.where(n < k, 0.0, jnp.minimum(acc, 0.0))
     # F = 0: every sample reaches the target; S = 0: none does.
     acc = jnp.where(f_zero, jnp.where(n < k, 0.0, -jnp.inf), acc)
     return jnp.where(s_zero & ~f_zero, 0.0, acc)
 
 
-def _lower_terms(ls, lf, n, k, with_mean: bool):
+def _lower_terms(ls, lf, n, k, with_mean: bool, k_max: int | None = None):
     """log sum_{j < k} C(n, j) s^j f^(n - j) and, with ``with_mean``, the terms' mean j."""
     step = ls - lf
     term0 = n * lf
@@ -87,22 +90,30 @@ def _lower_terms(ls, lf, n, k, with_mean: bool):
             mean_j = jnp.where(use, mean_j * (1.0 - w_new) + jf * w_new, mean_j)
         return term, jnp.where(use, new, acc), mean_j
 
-    k_max = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
     term0 = jnp.broadcast_to(term0, jnp.broadcast_shapes(term0.shape, k.shape))
-    _, acc, mean_j = lax.fori_loop(1, k_max, body, (term0, term0, jnp.zeros_like(term0)))
+    carry = (term0, term0, jnp.zeros_like(term0))
+    if k_max is not None:
+        # (j as a value known only when run, as the loop has it: XLA would otherwise fold
+        # the constant into neighbouring operations and round differently)
+        zero = 0.0 * jnp.max(k, initial=1)
+        for j in range(1, k_max):
+            carry = body(j + zero, carry)
+        return carry[1], carry[2]
+    k_top = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
+    _, acc, mean_j = lax.fori_loop(1, k_top, body, carry)
     return acc, mean_j
 
 
-@jax.custom_jvp
-def _lower_sum(ls, lf, n, k):
-    return _lower_terms(ls, lf, n, k, False)[0]
+@partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _lower_sum(ls, lf, n, k, k_max):
+    return _lower_terms(ls, lf, n, k, False, k_max)[0]
 
 
 @_lower_sum.defjvp
-def _lower_sum_jvp(primals, tangents):
+def _lower_sum_jvp(k_max, primals, tangents):
     ls, lf, n, k = primals
     dls, dlf = tangents[:2]
-    acc, mean_j = _lower_terms(ls, lf, n, k, True)
+    acc, mean_j = _lower_terms(ls, lf, n, k, True, k_max)
     return acc, mean_j * dls + (n - mean_j) * dlf
 
 

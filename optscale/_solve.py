@@ -1,29 +1,34 @@
-"""The minimal-N solvers in JAX: closed form for best-of-N, bisection for k-of-N and expected best,
-and the cost-aware optimum. jit-compiled, batch-first, vmap-safe; results carry a status code.
+"""The minimal-N solvers in JAX: closed form for best-of-N, k-of-N and expected best (a guess
+confirmed by the criterion's own evaluations, bisection where it misses), and the cost-aware
+optimum. jit-compiled, batch-first, vmap-safe; results carry a status code.
 
-Concrete inputs on one device take a fast path for the probability criterion: the plain
-formula for log F (:mod:`optscale._fastpath`) with an error bound decides which elements it
-answers exactly; only the others (far tails, near-ties) run the careful log-space path, on a
-gathered subset. Traced inputs (inside a caller's ``jit``, ``vmap`` or ``grad``) and arrays
-sharded over several devices take the careful path for every element, as one program that
-keeps the input's sharding.
+Concrete inputs on one device take the fast paths of :mod:`optscale._solve_fast` (for k = 1
+the plain formula for log F with an error bound, the careful path only where the bound cannot
+decide). Traced inputs (inside a caller's ``jit``, ``vmap`` or ``grad``) and arrays sharded over
+several devices run the careful path here, as one program that keeps the input's sharding.
 """
 
 from __future__ import annotations
 
+import math
 from collections import namedtuple
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.scipy.special import ndtri
 
 from optscale import _fastpath as fp
 from optscale import _order_stats as os_
+from optscale import _solve_fast
 from optscale import _truncnorm as tn
 from optscale._checks import N_MAX_DEFAULT, any_invalid
+from optscale._quadrature import LOG_V, W_V
 from optscale._solution import Solution, Status
+from optscale._special import norm_logpdf
 
 __all__ = ["N_MAX_DEFAULT", "cost_aware_samples", "min_samples"]
 
@@ -41,22 +46,32 @@ def _ceil_exact(log_f, log_bound):
     return n
 
 
-def _bisect(cond, lo, hi, shape):
+def _bisect(cond, lo, hi, shape, guess=None):
     """Smallest n in [lo, hi] with cond(n), given cond(hi) and cond monotone; lo == hi is done.
 
-    Each round halves every open bracket, so it ends after ceil(log2(max width)) rounds.
+    Each round halves every open bracket, so it ends after ceil(log2(max width)) rounds. With
+    a ``guess`` of the answer, the first two rounds try guess - 1 and guess instead (a right
+    guess closes the bracket), and only those rounds run: the caller goes on with the
+    brackets returned, (lo, hi).
     """
 
     def step(state):
-        lo, hi = state
+        lo, hi, round_ = state
         mid = jnp.floor(0.5 * (lo + hi))
+        if guess is not None:
+            mid = jnp.clip(guess - 1.0 + round_, lo, jnp.maximum(hi - 1.0, lo))
         ok = cond(mid)
         open_ = lo < hi
-        return jnp.where(open_ & ~ok, mid + 1.0, lo), jnp.where(open_ & ok, mid, hi)
+        return (jnp.where(open_ & ~ok, mid + 1.0, lo), jnp.where(open_ & ok, mid, hi),
+                round_ + 1.0)
+
+    def going(state):
+        more = jnp.any(state[0] < state[1])
+        return more if guess is None else more & (state[2] < 2.0)
 
     lo, hi = jnp.broadcast_to(lo, shape), jnp.broadcast_to(hi, shape)
-    lo, hi = lax.while_loop(lambda s: jnp.any(s[0] < s[1]), step, (lo, hi))
-    return hi
+    lo, hi, _ = lax.while_loop(going, step, (lo, hi, jnp.zeros((), lo.dtype)))
+    return hi if guess is None else (lo, hi)
 
 
 def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_infeasible,
@@ -95,19 +110,37 @@ def min_samples(dist: Any, target: Any, confidence: Any = None, *, k: Any = 1,
         closed_form = isinstance(k, int) and not isinstance(k, bool) and k == 1
         # k of N keeps the careful logs: its bisection dominates the time, and near-zero
         # achieved values must round exactly as the careful path rounds them.
-        if closed_form and _fast_path_applies(dist, target, confidence, n_min, n_max):
-            packed = _best_fast(dist, target, confidence, n_min=n_min, n_max=n_max)
-            return _resolve(packed, dist, target, confidence, n_min, n_max)
+        if closed_form and _solve_fast.applies(dist, target, confidence, n_min, n_max):
+            return _solve_fast.best(dist, target, confidence, n_min, n_max)
         if closed_form:
             # The common case needs only log F: no loops, no log S.
             return _min_samples_best(dist, target, confidence, _logcdf(dist, target),
                                      n_min=n_min, n_max=n_max)
+        if _solve_fast.applies(dist, target, confidence, k, n_min, n_max):
+            return _solve_fast.k_of_n(dist, target, confidence, k, n_min, n_max)
         packed = _log_cdf_sf_packed(dist, target)
         return _min_samples_probability(dist, target, confidence, packed, k=k, n_min=n_min,
-                                        n_max=n_max)
+                                        n_max=n_max, k_max=_static_k_max(k))
     if criterion == "expected":
+        if _solve_fast.applies(dist, target, n_min, n_max):
+            return _solve_fast.expected(dist, target, n_min, n_max)
         return _min_samples_expected(dist, target, n_min=n_min, n_max=n_max)
     raise ValueError(f"criterion must be 'probability' or 'expected'; got {criterion!r}")
+
+
+# loops over j < k are unrolled up to this k (one XLA loop over the batch, not a loop of loops)
+_UNROLL_K = 16
+
+
+def _static_k_max(k: Any) -> int | None:
+    """max(k) when it is known before tracing (a Python int, or a concrete array) and small."""
+    if isinstance(k, jax.core.Tracer):
+        return None
+    try:
+        top = int(np.max(np.asarray(k)))
+    except (TypeError, ValueError):
+        return None
+    return top if 1 <= top <= _UNROLL_K else None
 
 
 def dist_params(dist: Any) -> tuple[Any, ...]:
@@ -144,39 +177,176 @@ _Q = namedtuple("_Q", "mu sigma low high target ints dtype shape invalid trivial
                 "log1mc")
 
 
-def _k_of_n_parts(q, log_f, log_s):
-    """The k-of-N bisection: (final n, infeasible, achieved at the final n)."""
-    kf, log1mc, n_lo, n_hi, trivial = q.kf, q.log1mc, q.n_lo, q.n_hi, q.trivial
+def _k_of_n_parts(q, log_f, log_s, k_max=None):
+    """The k-of-N answer: (final n, infeasible, achieved at the final n).
+
+    The smallest n with P(Bin(n, S) <= k - 1) <= 1 - c as evaluated (:func:`cond`), found
+    without a bisection for almost every element: a Wilson-Hilferty guess refined by Newton
+    steps on the continuous tail (:func:`_k_of_n_guess`) gives n = ceil(root), which two
+    evaluations confirm (cond(n) holds and cond(n - 1) does not; or n
+    is the budget and cond fails there: infeasible). The rest (near-ties of the rounding) are
+    bisected as before, on a gathered subset when few.
+    """
+    b = _k_of_n_bounds(q, log_f, log_s)
+    m = _k_of_n_guess(q, b, k_max)
+    kf, log1mc, n_hi, lf, ls, lo = q.kf, q.log1mc, q.n_hi, b.lf, b.ls, b.lo
+    tail_m, holds, rest = _k_of_n_check_parts(q, b, m, k_max)
+    beyond = ~b.done & ~holds & (m >= n_hi)  # cond fails at the budget
+    final = jnp.where(beyond, n_hi, m)
+    # (the others: an empty bracket, cond known)
+    hi_rest = jnp.where(rest, jnp.where(holds, m - 1.0, jnp.clip(b.chernoff, m + 1.0, n_hi)),
+                        m)
+    lo_rest = jnp.where(rest, jnp.where(holds, lo, m + 1.0), hi_rest)
+    args = (ls, lf, kf, log1mc, lo_rest, hi_rest, ~rest | holds, n_hi)
+    final, infeasible_rest, tail_final = _on_rest(
+        rest, partial(_k_of_n_bisect, k_max=k_max), args,
+        (final, jnp.zeros(q.shape, bool), tail_m), q.shape)
+    infeasible = b.pre_infeasible | beyond | infeasible_rest
+    # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
+    p = jnp.where(b.never, 0.0, -jnp.expm1(tail_final))
+    achieved = jnp.where(q.trivial & (final >= kf), 1.0, p)
+    return final, infeasible, achieved
+
+
+_KBounds = namedtuple("_KBounds", "never lf ls lo chernoff pre_infeasible done")
+
+
+def _k_of_n_bounds(q, log_f, log_s):
+    """The logs made safe, the lower bound (the k = 1 answer), Chernoff's upper bound, and the
+    elements settled without a search."""
     never = ~(log_f < 0.0)  # F(target) == 1 in working precision (or invalid)
-    lf = jnp.where(never | trivial, -1.0, log_f)
+    lf = jnp.where(never | q.trivial, -1.0, log_f)
     ls = jnp.where(q.invalid, -1.0, log_s)
     # best of n: closed form (capped: anything beyond n_max is infeasible anyway)
-    n1 = jnp.minimum(_ceil_exact(lf, log1mc), n_hi + 1.0)
+    n1 = jnp.minimum(_ceil_exact(lf, q.log1mc), q.n_hi + 1.0)
+    lo = jnp.maximum(jnp.maximum(n1, q.kf), q.n_lo)
+    # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
+    ell = -q.log1mc
+    need = (q.kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (q.kf - 1.0))
+    chernoff = jnp.ceil(need * jnp.exp(-ls)) + 1.0
+    pre_infeasible = (never | (lo > q.n_hi)) & ~q.trivial
+    done = q.invalid | q.trivial | pre_infeasible
+    return _KBounds(never, lf, ls, lo, chernoff, pre_infeasible, done)
+
+
+def _k_of_n_check_parts(q, b, m, k_max):
+    """cond at m and m - 1: (log lower tail at m, cond(m), which elements it leaves open)."""
 
     def lower_tail(n):
-        return os_.log_binom_lower(ls, lf, n, kf)
+        return os_.log_binom_lower(b.ls, b.lf, n, q.kf, k_max=k_max)
+
+    tail_m = lower_tail(m)
+    holds, holds_before = tail_m <= q.log1mc, lower_tail(m - 1.0) <= q.log1mc
+    ok = ~b.done & holds & ((m <= b.lo) | ~holds_before)
+    beyond = ~b.done & ~holds & (m >= q.n_hi)  # cond fails at the budget
+    # the rest: cond(m - 1) holds (the answer is below m) or cond(m) fails (above m)
+    return tail_m, holds, ~(b.done | ok | beyond)
+
+
+def _k_of_n_guess(q, b, k_max):
+    """The n to try first: ceil of the continuous root, or for the settled elements their
+    final n."""
+    hi = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(b.chernoff, b.lo, q.n_hi))
+    final_done = _final_n(q, hi, b.pre_infeasible, jnp.maximum(q.kf, q.n_lo))
+    root = _k_of_n_root(b.ls, b.lf, q.kf, q.log1mc, b.lo, jnp.maximum(b.chernoff, b.lo), k_max)
+    m = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(jnp.ceil(root), b.lo, q.n_hi))
+    return jnp.where(b.done, final_done, m)
+
+
+def _k_of_n_bisect(ls, lf, kf, log1mc, lo, hi, known, n_hi, *, k_max):
+    """The smallest n in [lo, n_hi] with cond(n), by bisection: hi is where cond is known
+    (``known``) or tried to hold, n_hi next; (n, infeasible, log lower tail at n)."""
 
     def cond(n):
-        return lower_tail(n) <= log1mc
+        return os_.log_binom_lower(ls, lf, n, kf, k_max=k_max) <= log1mc
 
-    lo = jnp.maximum(jnp.maximum(n1, kf), n_lo)
-    # Chernoff: P(Bin(n, s) <= k-1) <= exp(-(ns - k + 1)^2 / (2 ns)) bounds n from above.
-    ell = -log1mc
-    need = (kf - 1.0) + ell + jnp.sqrt(ell * ell + 2.0 * ell * (kf - 1.0))
-    chernoff = jnp.ceil(need * jnp.exp(-ls)) + 1.0
-    hi = jnp.where(kf <= 1.0, lo, jnp.clip(chernoff, lo, n_hi))
-    ok_hi = cond(hi)
+    ok_hi = known | cond(hi)
     retry = ~ok_hi & (hi < n_hi)
     hi = jnp.where(retry, n_hi, hi)
     ok_hi = jnp.where(retry, cond(hi), ok_hi)
-    infeasible = (never | ~ok_hi | (lo > n_hi)) & ~trivial
-    done = q.invalid | trivial | infeasible
-    n = _bisect(cond, jnp.where(done, hi, lo), hi, q.shape)
-    final = _final_n(q, n, infeasible, jnp.maximum(kf, n_lo))
-    # F(target) == 1: nobody reaches the target (lf is only a placeholder there)
-    p = jnp.where(never, 0.0, -jnp.expm1(lower_tail(final)))
-    achieved = jnp.where(trivial & (final >= kf), 1.0, p)
-    return final, infeasible, achieved
+    n = _bisect(cond, jnp.where(ok_hi, lo, hi), hi, jnp.shape(hi))
+    final = jnp.where(ok_hi, n, n_hi)
+    return final, ~ok_hi, os_.log_binom_lower(ls, lf, final, kf, k_max=k_max)
+
+
+def _on_rest(rest, solve, args, results, shape):
+    """``results`` with the elements in ``rest`` replaced by ``solve(*args)`` there.
+
+    A solver whose loop runs until every element is done costs the whole batch per round:
+    when few are left (at most 1/16 of a large batch), they are gathered into a batch of
+    their own (a static size, padded with the first of them); otherwise, or for small
+    batches, everything runs (the caller gives the others an empty bracket).
+    """
+    size = math.prod(shape)
+    flat = [jnp.broadcast_to(a, shape).reshape(-1) for a in args]
+    rest_flat = jnp.broadcast_to(rest, shape).reshape(-1)
+
+    def everything(_):
+        out = solve(*flat)
+        return tuple(jnp.where(rest_flat, o, r.reshape(-1)) for o, r in
+                     zip(out, (jnp.broadcast_to(r, shape) for r in results), strict=True))
+
+    def gathered(_):
+        bucket = max(size // 16, 1)
+        first = jnp.argmax(rest_flat)
+        idx = jnp.nonzero(rest_flat, size=bucket, fill_value=first)[0]
+        out = solve(*(a[idx] for a in flat))
+        return tuple(jnp.broadcast_to(r, shape).reshape(-1).at[idx].set(o)
+                     for o, r in zip(out, results, strict=True))
+
+    if size < 4096:
+        out = everything(None)
+    else:
+        out = lax.cond(jnp.sum(rest_flat) <= max(size // 16, 1), gathered, everything, None)
+    return tuple(o.reshape(shape) for o in out)
+
+
+def _k_of_n_root(ls, lf, kf, log1mc, lo, hi, k_max):
+    """The continuous n where log P(Bin(n, S) <= k - 1) = log(1 - c), for k >= 2: from the
+    Wilson-Hilferty approximation of the Poisson quantile, two safeguarded Newton steps on
+    n lf + log sum_{j<k} C(n, j) (S/F)^j (a guess: the caller confirms the integer)."""
+    c = -jnp.expm1(log1mc)
+    z = ndtri(jnp.clip(c, 1e-30, 1.0 - 1e-7))
+    k = jnp.maximum(kf, 1.0)
+    lam = k * jnp.maximum(1.0 - 1.0 / (9.0 * k) + z / (3.0 * jnp.sqrt(k)), 0.0) ** 3
+    x = jnp.clip(lam / -lf, lo, hi)
+    a, b = lo, hi
+    for _ in range(2):
+        value, slope = _tail_and_slope(ls, lf, x, kf, k_max)
+        value = value - log1mc
+        a, b = jnp.where(value > 0.0, x, a), jnp.where(value <= 0.0, x, b)
+        step = x - value / slope
+        x = jnp.where(jnp.isfinite(step) & (slope < 0.0), jnp.clip(step, a, b), 0.5 * (a + b))
+    return x
+
+
+def _tail_and_slope(ls, lf, x, kf, k_max):
+    """n lf + log sum_{j<k} C(n, j) (S/F)^j at n = x (continuous) and its derivative in x.
+
+    A guess only, so the sum is formed in linear space (one log, no logaddexp per term); where
+    it overflows, the caller's safeguard falls back to halving its bracket.
+    """
+    odds = jnp.exp(jnp.minimum(ls - lf, 80.0))
+    tiny = jnp.finfo(x.dtype).tiny
+
+    def body(j, carry):
+        term, total, harmonic, slope = carry
+        jf = jnp.asarray(j, x.dtype)
+        gap = jnp.maximum(x - jf + 1.0, tiny)
+        term = term * (gap / jf) * odds
+        harmonic = harmonic + 1.0 / gap
+        use = jf < kf
+        return (term, total + jnp.where(use, term, 0.0), harmonic,
+                slope + jnp.where(use, term * harmonic, 0.0))
+
+    one = jnp.ones(jnp.broadcast_shapes(x.shape, jnp.shape(kf), jnp.shape(ls)), x.dtype)
+    carry = (one, one, 0.0 * one, 0.0 * one)
+    if k_max is not None:
+        for j in range(1, k_max):
+            carry = body(j, carry)
+    else:
+        carry = lax.fori_loop(1, jnp.max(kf, initial=1).astype(jnp.int32), body, carry)
+    return x * lf + jnp.log(carry[1]), lf + carry[3] / carry[1]
 
 
 def _final_n(q, n, infeasible, n_trivial):
@@ -185,10 +355,11 @@ def _final_n(q, n, infeasible, n_trivial):
                     q.n_hi)
 
 
-@jax.jit
-def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_max):
+@partial(jax.jit, static_argnames="k_max")
+def _min_samples_probability(dist, target, confidence, packed, *, k, n_min, n_max,
+                             k_max=None):
     q = _query(dist, target, confidence, n_min, n_max, k)
-    final, infeasible, achieved = _k_of_n_parts(q, jnp.real(packed), jnp.imag(packed))
+    final, infeasible, achieved = _k_of_n_parts(q, jnp.real(packed), jnp.imag(packed), k_max)
     return _finish(q.shape, final, q.invalid, q.trivial, infeasible, q.n_lo, q.n_hi, final,
                    final, q.ints, lambda _: achieved)
 
@@ -213,33 +384,10 @@ def _min_samples_best(dist, target, confidence, log_f, *, n_min, n_max):
                    final, q.ints, lambda _: achieved)
 
 
-# ---------------------------------------------------------------- the fast path
+# ---------------------------------------------------------------- the fast path's pieces
 
-# The largest n each dtype counts exactly, with room for the +-1 of the exactness fix-up.
-_N_EXACT = {np.dtype(np.float32): 2.0**22, np.dtype(np.float64): 2.0**51}
 # XLA's log1p on [-0.5, -0.3], in eps (measured: 1.5 in float32, 121 in float64)
 _LOG1P_ERROR = {np.dtype(np.float32): 2.0, np.dtype(np.float64): 128.0}
-
-
-def _fast_path_applies(*args: Any) -> bool:
-    """Concrete inputs (no tracer) that live on at most one device."""
-    for leaf in jax.tree_util.tree_leaves(args):
-        if isinstance(leaf, jax.core.Tracer):
-            return False
-        sharding = getattr(leaf, "sharding", None)
-        if sharding is not None and len(sharding.device_set) > 1:
-            return False
-    return True
-
-
-def _pack(q, final, infeasible, achieved, careful_needed):
-    """One complex array per element (one output keeps XLA's CPU fusion in one loop): the
-    real part is the final n, negated where infeasible, 0 where invalid, NaN where the careful
-    path must decide; the imaginary part is the achieved value."""
-    code = jnp.where(infeasible, -final, final)
-    code = jnp.where(q.invalid, 0.0, jnp.where(careful_needed, jnp.nan, code))
-    achieved = jnp.where(q.invalid | careful_needed, 0.0, achieved)
-    return jnp.broadcast_to(lax.complex(code, achieved.astype(code.dtype)), q.shape)
 
 
 def _fast_query(dist, target, confidence, n_min, n_max):
@@ -259,101 +407,17 @@ def _fast_query(dist, target, confidence, n_min, n_max):
     return q, plain
 
 
-@jax.jit
-def _best_fast(dist, target, confidence, *, n_min, n_max):
-    q, plain = _fast_query(dist, target, confidence, n_min, n_max)
-    fast = fp.central_logs(jnp, lax.erfc, q.mu, q.sigma, q.low, q.high, q.target,
-                           log1p_error=_LOG1P_ERROR[np.dtype(q.dtype)])
-    n, final, infeasible, achieved = _best_parts(q, fast.log_f)
-    eps = float(jnp.finfo(q.dtype).eps)
-    d = fp.margin(jnp, fast.log_f, fast.d_log_f, fast.log_size, eps,
-                  _LOG1P_ERROR[np.dtype(q.dtype)])
-    exact = fp.best_exact(jnp, n, fast.log_f, d, q.log1mc, q.n_lo, q.n_hi,
-                          _N_EXACT[np.dtype(q.dtype)])
-    return _pack(q, final, infeasible, achieved, ~(plain & (q.trivial | (fast.usable & exact))))
-
-
-@jax.jit
-def _best_careful(dist, target, confidence, log_f, *, n_min, n_max):
-    q = _query(dist, target, confidence, n_min, n_max)
-    _, final, infeasible, achieved = _best_parts(q, log_f)
-    return _pack(q, final, infeasible, achieved, False)
-
-
-_Params = namedtuple("_Params", "mu sigma low high")
-
-
-def _bucket(count: int) -> int:
-    """Subset sizes are powers of two (from 256), so few shapes are ever compiled."""
-    return max(256, 1 << (count - 1).bit_length())
-
-
-def _resolve(packed, dist, target, confidence, n_min, n_max) -> Solution:
-    """Send the elements the fast path left open through the careful path (on a gathered
-    subset, or everything through the plain careful program when most are open) and unpack.
-
-    The open elements are found on the host: on CPU the array is shared, not copied, and a
-    host scan costs a fraction of XLA's ``nonzero``.
-    """
-    shape = packed.shape
-    idx = np.flatnonzero(np.isnan(np.asarray(packed).real))
-    if idx.size == 0:
-        return _unpack(packed, dist, target, n_min=n_min, n_max=n_max)
-    if idx.size > max(packed.size // 4, 4096):
-        # mostly tails: one careful program over everything costs less than gathering
-        return _min_samples_best(dist, target, confidence, _logcdf(dist, target), n_min=n_min,
-                                 n_max=n_max)
-    size = _bucket(idx.size)
-    idx = np.concatenate([idx, np.full(size - idx.size, idx[0])]).astype(np.int32)
-    flat = [_take(v, shape, idx) for v in (*dist_params(dist), target, confidence, n_min,
-                                           n_max)]
-    sub_dist = _Params(*flat[:4])
-    # The careful logs come from the very program the plain path (and logcdf) runs, so that
-    # the subset's answers are theirs to the last bit.
-    sub = _best_careful(sub_dist, *flat[4:6], _logcdf(sub_dist, flat[4]), n_min=flat[6],
-                        n_max=flat[7])
-    return _scatter_unpack(packed, jnp.asarray(idx), sub, dist, target, n_min=n_min,
-                           n_max=n_max)
-
-
-def _take(value: Any, shape: tuple[int, ...], idx: np.ndarray) -> Any:
-    """The elements idx of value broadcast to shape (scalars stay scalars, so they keep their
-    weak type)."""
-    if np.ndim(value) == 0:
-        return value
-    return np.broadcast_to(np.asarray(value), shape).reshape(-1)[idx]
-
-
-def _scatter_unpack_impl(packed, idx, sub, dist, target, *, n_min, n_max):
-    packed = packed.reshape(-1).at[idx].set(sub).reshape(packed.shape)
-    return _unpack_impl(packed, dist, target, n_min=n_min, n_max=n_max)
-
-
-def _unpack_impl(packed, dist, target, *, n_min, n_max):
-    """The Solution of a packed result (see :func:`_pack`)."""
-    _, _, low, _, target = tn.params(dist, target)
-    code, achieved = jnp.real(packed), jnp.imag(packed)
-    ints = dict(n_min=jnp.asarray(n_min, jnp.int32), n_max=jnp.asarray(n_max, jnp.int32))
-    invalid = code == 0.0
-    trivial = ~invalid & (target <= low)
-    status = jnp.where(invalid, Status.INVALID, jnp.where(trivial, Status.TRIVIAL, jnp.where(
-        code < 0.0, Status.INFEASIBLE, Status.OK))).astype(jnp.int32)
-    n = jnp.abs(code)
-    n = jnp.where(n <= ints["n_min"].astype(code.dtype), ints["n_min"],
-                  jnp.where(n >= ints["n_max"].astype(code.dtype), ints["n_max"],
-                            n.astype(jnp.int32)))
-    n = jnp.where(invalid, jnp.maximum(ints["n_max"], 1), n)
-    shape = packed.shape
-    return Solution(jnp.broadcast_to(n, shape), jnp.broadcast_to(status, shape), achieved)
-
-
-_unpack = jax.jit(_unpack_impl)
-# the packed result is not needed afterwards: XLA may update it in place
-_scatter_unpack = jax.jit(_scatter_unpack_impl, donate_argnums=0)
+_Params = namedtuple("_Params", "mu sigma low high")  # a distribution's parameters, a pytree
 
 
 @jax.jit
 def _min_samples_expected(dist, target, *, n_min, n_max):
+    """Smallest n with E[best of n] >= target, E from the fixed quadrature (as
+    :func:`optscale.expected_best`). Each evaluation costs 32 quantiles per element, so it is
+    found with few: a Newton estimate of the continuous root (two steps in log n from Blom's
+    approximation of the expected maximum, with the derivative from the density at the
+    nodes) is tried first, and its ceiling and the integer below settle almost every element;
+    the rest (near-ties) are bisected, on a gathered subset when few."""
     mu, sigma, low, high, target, _, ints, dtype, shape = _prepare(dist, target, (), n_min,
                                                                    n_max)
     invalid = any_invalid(jnp, mu=mu, sigma=sigma, low=low, high=high, target=target, **ints)
@@ -362,7 +426,7 @@ def _min_samples_expected(dist, target, *, n_min, n_max):
     n_hi = jnp.where(invalid, 1, ints["n_max"]).astype(dtype)
     # Parameters of invalid elements are replaced by harmless ones so no loop runs on them.
     safe = lambda v, good: jnp.where(invalid, good, v)  # noqa: E731
-    sdist = type(dist)(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
+    sdist = _Params(safe(mu, 0.5), safe(sigma, 1.0), safe(low, 0.0), safe(high, 1.0))
     target_s = safe(target, 0.5)
 
     def expected(n):
@@ -372,15 +436,66 @@ def _min_samples_expected(dist, target, *, n_min, n_max):
         return expected(n) >= target_s
 
     ok_hi = cond(n_hi)
-    infeasible = (target >= high) | ~ok_hi
+    infeasible = ((target >= high) | ~ok_hi) & ~trivial
     done = invalid | trivial | infeasible
-    n = _bisect(cond, jnp.where(done, n_hi, n_lo), n_hi, shape)
+    guess = jnp.clip(jnp.ceil(_expected_root(sdist, target_s, n_lo, n_hi)), n_lo, n_hi)
+    # (every decisive evaluation inside a loop, as the plain bisection makes them: XLA orders
+    # the quadrature's sum by the fusion around it, and the public expected_best's program
+    # rounds as this loop does)
+    lo, hi = _bisect(cond, jnp.where(done, n_hi, n_lo), n_hi, shape, guess)
+    rest = lo < hi
+    n, = _on_rest(rest, lambda *a: (_expected_bisect(*a),), (*sdist, target_s, lo, hi), (hi,),
+                  shape)
+    return _finish(shape, n, invalid, trivial, infeasible, n_lo, n_hi, n_lo, n_hi, ints,
+                   lambda n_int: expected(jnp.asarray(n_int, dtype)))
 
-    def achieved(n_int):
-        return expected(jnp.asarray(n_int, dtype))
 
-    return _finish(shape, n, invalid, trivial, infeasible & ~trivial, n_lo, n_hi, n_lo, n_hi,
-                   ints, achieved)
+def _expected_bisect(mu, sigma, low, high, target, lo, hi):
+    """The smallest n in [lo, hi] with E[best of n] >= target (which holds at hi)."""
+    dist = _Params(mu, sigma, low, high)
+    return _bisect(lambda n: os_.expected_best_given(dist, n) >= target, lo, hi, jnp.shape(hi))
+
+
+def _expected_root(dist, target, n_lo, n_hi):
+    """A guess of the continuous n with E[best of n] = target: Blom's approximation E[best of
+    n] ~ F^-1((n - 3/8) / (n + 1/4)), i.e. n ~ (5/8) / S(target) - 1/4, then two safeguarded
+    Newton steps in u = log n. At the quadrature's nodes x_i = F^-1(v_i^(1/n)),
+    dx_i / du = -log(p_i) p_i / f(x_i) with p_i = v_i^(1/n)."""
+    log_s = tn.logsf(dist, target)
+    n0 = 0.625 * jnp.exp(-jnp.maximum(log_s, -80.0)) - 0.25
+    a, b = jnp.log(n_lo), jnp.log(n_hi)
+    u = jnp.clip(jnp.log(jnp.maximum(n0, 1.0)), a, b)
+
+    def newton(_, state):
+        u, a, b = state
+        value, slope = _expected_and_slope(dist, jnp.exp(u))
+        value = value - target
+        a, b = jnp.where(value < 0.0, u, a), jnp.where(value >= 0.0, u, b)
+        step = u - value / slope
+        # (a step out of the bracket stops at its end: the root lies beyond it, mostly)
+        u = jnp.where(jnp.isfinite(step) & (slope > 0.0), jnp.clip(step, a, b), 0.5 * (a + b))
+        return u, a, b
+
+    # (a loop, not unrolled: the quadrature's quantiles are a large program to compile)
+    shape = jnp.broadcast_shapes(jnp.shape(u), jnp.shape(a), jnp.shape(b))
+    state = tuple(jnp.broadcast_to(v, shape) for v in (u, a, b))
+    return jnp.exp(lax.fori_loop(0, 2, newton, state)[0])
+
+
+def _expected_and_slope(dist, n):
+    """E[best of n] by the quadrature of :func:`optscale._order_stats.expected_best_given` and
+    its derivative in log n."""
+    mu, sigma, low, high = tn.params(dist)
+    dtype = mu.dtype
+    expand = lambda v: jnp.asarray(v)[..., None]  # noqa: E731
+    nodes = _Params(expand(mu), expand(sigma), expand(low), expand(high))
+    log_p = LOG_V.astype(dtype) / expand(n)
+    x = tn._quantile(nodes, log_p, 0)
+    weights = W_V.astype(dtype)
+    log_z = tn._log_normalizer(mu, sigma, low, high)
+    log_pdf = norm_logpdf((x - expand(mu)) / expand(sigma)) - expand(jnp.log(sigma) + log_z)
+    dx = jnp.where(jnp.isfinite(log_pdf), -log_p * jnp.exp(log_p - log_pdf), 0.0)
+    return jnp.sum(weights * x, axis=-1), jnp.sum(weights * dx, axis=-1)
 
 
 def cost_aware_samples(dist: Any, target: Any, cost: Any, *, n_min: Any = 1,

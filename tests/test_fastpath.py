@@ -178,6 +178,21 @@ print("ok")
 """
 
 
+def test_concrete_inputs_inside_a_callers_jit_take_the_traced_path():
+    """A caller's jit closing over concrete arrays: no host step can run there, so the
+    program takes the traced path. (XLA may fold the constants at compile time with its own
+    special functions, so a near-tie may round the other way.)"""
+    jax = pytest.importorskip("jax")
+    mu, sigma = everyday(5000, 18)
+    d = tn(mu, sigma, dtype=np.float32)
+    t = np.full(5000, 0.95, np.float32)
+    for conf, kw in ((t, dict(k=1)), (t, dict(k=3)), (None, dict(criterion="expected"))):
+        want = optscale.min_samples(d, t, conf, **kw)
+        got = jax.jit(lambda conf=conf, kw=kw: optscale.min_samples(d, t, conf, **kw))()
+        for a, b in zip(got[:2], want[:2], strict=True):
+            assert np.mean(np.asarray(a) == np.asarray(b)) > 0.999
+
+
 def test_import_optscale_leaves_jax_alone_and_pytrees_still_work():
     pytest.importorskip("jax")
     out = subprocess.run([sys.executable, "-c", _LAZY], capture_output=True, text=True,
@@ -204,3 +219,169 @@ def test_float64_numpy_on_jax_without_x64_warns_once(monkeypatch):
             assert np.asarray(optscale.min_samples(d, 0.95, 0.9).achieved).dtype == np.float64
     finally:
         optscale.set_backend(previous)
+
+
+# ---------------------------------------------------------------- the JAX solvers' bound
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_best_logs_bound_holds_with_room(dtype):
+    """The JAX kernel's margin (:func:`_fastpath.best_logs`, the tighter float32 bound where
+    erfc values are shared included) with the same safety factor of 4; where it claims d = 0
+    (F within rounding of 1, x outside the range) its log F is the careful one exactly."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from optscale import _jax_backend, _solve, _solve_fast
+
+    mu_c, sigma_c, target_c = central_queries(100_000, 2)
+    mu_e, sigma_e = everyday(100_000, 3)
+    mu, sigma = np.concatenate([mu_c, mu_e]), np.concatenate([sigma_c, sigma_e])
+    target = np.concatenate([target_c, np.full(100_000, 0.95)])
+    with jax.enable_x64(dtype == "float64"):
+        m, s, t = (jnp.asarray(v, dtype) for v in (mu, sigma, target))
+        lo, hi = jnp.asarray(0.0, dtype), jnp.asarray(1.0, dtype)
+        err = _solve._LOG1P_ERROR[np.dtype(dtype)]
+        zero = _solve_fast.exp_zero(dtype)
+        shared = _solve_fast._SHARED[np.dtype(dtype)]
+        fast = jax.jit(lambda m, s, t: _fastpath.best_logs(
+            jnp, jax.lax.erfc, jax.lax.erf if shared else None, m, s, lo, hi, t,
+            log1p_error=err, careful_log1p_error=err, shared=shared, exp_zero=zero))(m, s, t)
+        careful = np.asarray(_jax_backend.logcdf(optscale.TruncatedNormal(m, s), t), np.float64)
+    log_f, d, usable = (np.asarray(v) for v in fast)
+    log_f, d = log_f.astype(np.float64), d.astype(np.float64)
+    exact = usable & (d == 0)
+    assert exact.sum() > 1000
+    np.testing.assert_array_equal(log_f[exact], careful[exact])
+    _check_bound(log_f, d, careful, usable & (d > 0))
+
+
+def test_float32_erfc_tails_are_the_careful_paths_own():
+    """The premise of the shared bound: for 1 <= u < 10 the careful path's log Phi(-u) is
+    the log of the very erfc value the kernel computes (float32; jax's log_ndtr)."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from optscale import _special
+
+    u = jnp.asarray(np.random.default_rng(4).uniform(1.0, 10.0, 1_000_000), jnp.float32)
+    kernel = jax.jit(lambda u: jnp.log(0.5 * jax.lax.erfc(u * _fastpath.SQRT_HALF)))(u)
+    careful = jax.jit(lambda u: _special.tail_point(u)[0])(u)
+    np.testing.assert_array_equal(np.asarray(kernel), np.asarray(careful))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exp_is_zero_below_the_probed_threshold(dtype):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from optscale import _solve_fast
+
+    with jax.enable_x64(dtype == "float64"):
+        x0 = _solve_fast.exp_zero(dtype)
+        assert x0 is not None and x0 < np.log(np.finfo(dtype).tiny) + 1.0
+        x = np.concatenate([np.linspace(x0, 3 * x0, 100_001), [-1e30, -np.inf]]).astype(dtype)
+        assert not np.any(np.asarray(jax.jit(jnp.exp)(jnp.asarray(x))))
+
+
+@pytest.mark.parametrize("dtype,most", [("float32", 0.95), ("float64", 0.98)])
+def test_jax_fast_path_decides_most_everyday_queries(dtype, most):
+    """A guard on the speed: the kernel leaves few everyday queries to the careful path
+    (float32: the large n that float32 cannot settle; before the tighter bound, 10%)."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from optscale import _solve_fast
+
+    mu, sigma = everyday(200_000, 7)
+    with jax.enable_x64(dtype == "float64"):
+        d = optscale.TruncatedNormal(jnp.asarray(mu, dtype), jnp.asarray(sigma, dtype))
+        t = jnp.full(200_000, 0.95, dtype)
+        code = _solve_fast._best_kernel(d, t, t, n_min=1, n_max=65536,
+                                        zero=_solve_fast.exp_zero(dtype))
+    assert np.mean(~np.isnan(np.asarray(code))) >= most
+
+
+# ---------------------------------------------------------------- k of N, expected best
+
+
+def _bisection_k_of_n(dist, target, conf, k, n_max):
+    """The k-of-N answers by plain bisection over the careful cond (the former solver)."""
+    import jax.numpy as jnp
+
+    from optscale import _jax_backend, _order_stats, _solve
+
+    log_f, log_s = (jnp.asarray(v) for v in _jax_backend.log_cdf_sf(dist, target))
+    dtype = log_f.dtype
+    kf = jnp.asarray(k, dtype)
+    log1mc = jnp.log1p(-jnp.asarray(conf, dtype))
+    never = ~(log_f < 0)
+    lf, ls = jnp.where(never, -1.0, log_f), log_s
+
+    def cond(n):
+        return _order_stats.log_binom_lower(ls, lf, n, kf) <= log1mc
+
+    n_hi = jnp.asarray(float(n_max), dtype)
+    lo = jnp.maximum(_solve._ceil_exact(lf, log1mc), kf)
+    ok_hi = cond(jnp.full(lo.shape, n_hi))
+    n = _solve._bisect(cond, jnp.where(ok_hi & (lo <= n_hi), lo, n_hi), n_hi, lo.shape)
+    return np.where(np.asarray(ok_hi & ~never & (lo <= n_hi)), np.asarray(n), -1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_k_of_n_guess_gives_the_bisection_answers(dtype):
+    """The Newton guess confirmed by two evaluations (and the near-ties bisected on a
+    gathered subset) lands on the very n the plain bisection finds, for a static k (an
+    unrolled sum) and per-element k, concrete and traced."""
+    jax = pytest.importorskip("jax")
+    with jax.enable_x64(dtype == "float64"):
+        dist, target, conf = random_queries(40_000, 13, np.dtype(dtype))
+        mu, sigma = everyday(40_000, 14)
+        dist = tn(np.concatenate([dist.mu, mu]), np.concatenate([dist.sigma, sigma]),
+                  dtype=dtype)
+        target = np.concatenate([target, np.full(40_000, 0.95, dtype)])
+        conf = np.concatenate([conf, np.full(40_000, 0.95, dtype)])
+        ks = np.random.default_rng(15).integers(1, 7, 80_000)
+        traced = jax.jit(lambda d, t, c, k: optscale.min_samples(d, t, c, k=k, n_max=10**5))
+        for k in (3, ks):
+            want = _bisection_k_of_n(dist, target, conf, k, 10**5)
+            for sol in (optscale.min_samples(dist, target, conf, k=k, n_max=10**5),
+                        traced(dist, target, conf, k)):
+                n, status = np.asarray(sol.n), np.asarray(sol.status)
+                ok = status == 0
+                assert ok.mean() > 0.5
+                np.testing.assert_array_equal(n[ok], want[ok])
+                assert np.all(want[status == 2] == -1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_log_binom_lower_unrolled_is_the_loop_bit_for_bit(dtype):
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from optscale import _order_stats
+
+    rng = np.random.default_rng(16)
+    s = 10 ** rng.uniform(-8, -0.01, 200_000)
+    with jax.enable_x64(dtype == "float64"):
+        ls, lf = jnp.asarray(np.log(s), dtype), jnp.asarray(np.log1p(-s), dtype)
+        n = jnp.asarray(rng.integers(1, 10**6, 200_000), dtype)
+        k = jnp.asarray(rng.integers(1, 9, 200_000), dtype)
+        loop = jax.jit(_order_stats.log_binom_lower)(ls, lf, n, k)
+        unrolled = jax.jit(lambda *a: _order_stats.log_binom_lower(*a, k_max=8))(ls, lf, n, k)
+    np.testing.assert_array_equal(np.asarray(loop), np.asarray(unrolled))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_expected_best_concrete_and_traced_agree(dtype):
+    jax = pytest.importorskip("jax")
+    with jax.enable_x64(dtype == "float64"):
+        dist, target, _ = random_queries(3000, 17, np.dtype(dtype))
+        target = np.where(target < 0.05, target + 0.05, target).astype(dtype)
+        fast = optscale.min_samples(dist, target, criterion="expected", n_max=3000)
+        traced = jax.jit(lambda d, t: optscale.min_samples(d, t, criterion="expected",
+                                                           n_max=3000))(dist, target)
+    for a, b in zip(fast[:2], traced[:2], strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_allclose(np.asarray(fast.achieved), np.asarray(traced.achieved),
+                               rtol=8 * np.finfo(dtype).eps)
