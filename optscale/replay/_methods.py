@@ -125,8 +125,12 @@ class Method(abc.ABC):
 
     trainable = False
 
-    def fitted(self, rows: Rows, correct: np.ndarray) -> Method:
-        """The method with whatever it learns fitted on these (calibration) rows."""
+    def fitted(self, rows: Rows, correct: np.ndarray, prefix: Callable | None = None
+               ) -> Method:
+        """The method with whatever it learns fitted on these (calibration) rows.
+        ``prefix(selection, n_max, alpha)``, when given, returns the rows' pick and hold
+        tables (:meth:`~optscale.GainModel.prefix_tables`), e.g. cut from a :class:`Tables`
+        of a superset of the rows: fits on several subsets then share one computation."""
         return self
 
 
@@ -218,7 +222,8 @@ class PolicyMethod(Method):
             self._labels, keep, strict=True) if k])  # type: ignore[attr-defined]
         return out
 
-    def fitted(self, rows: Rows, correct: np.ndarray) -> PolicyMethod:
+    def fitted(self, rows: Rows, correct: np.ndarray, prefix: Callable | None = None
+               ) -> PolicyMethod:
         if not self.trainable:
             return self
         models: dict[tuple, GainModel] = {}
@@ -229,8 +234,10 @@ class PolicyMethod(Method):
             if key not in models:
                 shared = key[:2] + key[3:]
                 if shared not in prefixes:
-                    prefixes[shared] = GainModel.prefix_tables(rows.scores, rows.answers,
-                                                               p.selection, p.n_max, p.alpha)
+                    prefixes[shared] = (
+                        prefix(p.selection, p.n_max, p.alpha) if prefix is not None else
+                        GainModel.prefix_tables(rows.scores, rows.answers, p.selection,
+                                                p.n_max, p.alpha))
                 models[key] = GainModel.fit(rows.scores, rows.answers, correct, rows.lengths,
                                             p.selection, p.n_max, p.round_size, rows.tokens,
                                             p.alpha, prefix=prefixes[shared])
