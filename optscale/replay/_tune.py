@@ -10,7 +10,7 @@ random orders, K folds of questions). An objective picks one setting from *all* 
   budget whose accuracy is statistically indistinguishable from the best one's (the paired
   difference over questions within one standard error), it takes the one that spends the most:
   with thousands of settings on a few dozen questions the single most accurate one is mostly
-  the luckiest (on HumanEval dev the plain maximum loses 1.3 points held out at a 3,500-token
+  the luckiest (on HumanEval dev the plain maximum loses 1.1 points held out at a 3,500-token
   budget), and spending the budget the user offered is the robust way to break such a tie;
 - ``Objective("price", 1e-4)``: the setting maximising accuracy - price x cost.
 
