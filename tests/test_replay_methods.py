@@ -259,6 +259,87 @@ def test_trained_method_never_sees_held_out_labels():
     np.testing.assert_array_equal(ev.n_used[2:, test], ev2.n_used[2:, test])
 
 
+def test_trained_settings_compete_on_cross_fitted_calibration_numbers():
+    from optscale.replay._protocol import make_rows
+
+    pool = labelled_pool(7)
+    cost = PolicyMethod("Cost", CostAware(round_size=4), {"price": (1e-5, 1e-4), "n_max": (16,)})
+    ev = evaluate(pool, [BON, cost], orders=2, folds=3, seed=1)
+    q, orders = pool.size, 2
+    rows, correct, _ = make_rows(pool, orders, 1)
+    for k, j in ((0, 1), (0, 2), (2, 1)):
+        # fold k's calibration numbers on fold j's questions: the fit without folds k and j
+        keep = np.repeat(~np.isin(ev.folds, [k, j]), orders)
+        fitted = cost.fitted(Rows(*(None if v is None else v[keep] for v in rows)),
+                             correct[keep])
+        _, pick = fitted.replay(rows, Tables(rows))
+        expect = correct[np.arange(q * orders)[None, :], pick].reshape(-1, q, orders)
+        idx, cal_correct, _ = ev.fold_calibration[k]
+        assert list(idx) == [2, 3]  # the Cost settings, after BoN's two
+        np.testing.assert_array_equal(cal_correct[:, ev.folds == j], expect[:, ev.folds == j])
+    # flipping fold 1's labels leaves fold 0's view of fold 1 unchanged (no fit behind it saw
+    # fold 1), unlike the replay by fold 0's own fit (which did), and tune reads that view
+    flipped = Pool(pool.scores, pool.lengths, pool.answers,
+                   np.where((ev.folds == 1)[:, None], ~pool.correct, pool.correct), pool.tokens,
+                   meta=pool.meta)
+    ev2 = evaluate(flipped, [BON, cost], orders=2, folds=3, seed=1)
+    on1 = ev.folds == 1
+    np.testing.assert_array_equal(ev.fold_calibration[0][2][:, on1],
+                                  ev2.fold_calibration[0][2][:, on1])
+    assert not np.array_equal(ev.fold_cost[0][2:, on1], ev2.fold_cost[0][2:, on1])
+    acc, spent = ev.calibration(0)
+    cal = ev.folds != 0
+    np.testing.assert_allclose(acc[2:], ev.fold_calibration[0][1][:, cal].mean(axis=2))
+    np.testing.assert_allclose(acc[:2], ev.fold_correct[0][:2][:, cal].mean(axis=2))
+    np.testing.assert_allclose(spent[2:], ev.fold_calibration[0][2][:, cal].mean(axis=(1, 2)))
+    # an untrained pool has no cross-fitted view
+    assert evaluate(pool, [BON], orders=2, folds=3).fold_calibration == ()
+
+
+def test_two_folds_cross_fit_over_halves_and_tiny_pools_say_so():
+    import warnings
+
+    pool = labelled_pool(5, size=20)
+    cost = PolicyMethod("Cost", CostAware(round_size=4), {"price": (1e-5, 1e-4), "n_max": (16,)})
+    ev = evaluate(pool, [BON, cost], orders=2, folds=2, seed=4)
+    # fold 0's view of one half of fold 1 comes from the fit on fold 1's other half only:
+    # flipping that half's labels changes nothing in it
+    half = np.flatnonzero(ev.folds == 1)[0::2]
+    flip = np.zeros(pool.size, bool)
+    flip[half] = True
+    flipped = Pool(pool.scores, pool.lengths, pool.answers,
+                   np.where(flip[:, None], ~pool.correct, pool.correct), pool.tokens,
+                   meta=pool.meta)
+    ev2 = evaluate(flipped, [BON, cost], orders=2, folds=2, seed=4)
+    np.testing.assert_array_equal(ev.fold_calibration[0][2][:, flip],
+                                  ev2.fold_calibration[0][2][:, flip])
+    assert not np.array_equal(ev.fold_cost[0][2:, flip], ev2.fold_cost[0][2:, flip])
+    assert not any("cross-fit" in n for n in ev.notes)
+    # one question per fold: nothing to fit on without it, and the report says so
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        tiny = evaluate(labelled_pool(5, size=2), [BON, cost], orders=2, folds=2)
+    assert any("too few questions to cross-fit" in n for n in tiny.notes)
+
+
+def test_budget_choice_does_not_depend_on_summation_order():
+    from optscale.replay._tune import Objective
+
+    rng = np.random.default_rng(0)
+    objective = Objective("budget", 8.0)
+    for _ in range(200):
+        # discrete per-question accuracies; setting 1 is setting 0 over permuted questions
+        # (equal means whose floating-point sums may differ in the last bit)
+        base = rng.integers(0, 21, 30)
+        per_question = np.stack([np.clip(base + rng.integers(-2, 3, 30) * (rng.random(30) < 0.2),
+                                         0, 20) for _ in range(6)]) / 20
+        per_question[1] = per_question[0][rng.permutation(30)]
+        cost = rng.uniform(0, 8, 6)
+        assert objective.choose(per_question, cost) == objective.choose(
+            np.asfortranarray(per_question), cost) == objective.choose(
+            per_question[::-1][::-1].copy(order="F"), cost)
+
+
 def test_reduction_against_bon_at_matched_accuracy():
     pool = labelled_pool(1)
     asc_m = PolicyMethod("ASC", ASC(threshold=0.9, n_max=16))
@@ -389,9 +470,7 @@ def test_tune_chooses_each_fold_on_the_others_only():
     res = tune(pool, methods, objective, orders=2, folds=3, seed=2)
     ev = res.evaluation
     for k, label in enumerate(res.heldout["chosen_per_fold"]):
-        cal = ev.folds != k
-        i = objective.choose(ev.fold_correct[k][:, cal].mean(axis=2),
-                             ev.fold_cost[k][:, cal].mean(axis=(1, 2)))
+        i = objective.choose(*ev.calibration(k))
         assert label == f"{ev.settings[i].method}: {ev.settings[i].label}"
     held = np.concatenate([ev.fold_correct[k][
         ev.settings.index(next(s for s in ev.settings if f"{s.method}: {s.label}" == lab)),

@@ -10,18 +10,19 @@ random orders, K folds of questions). An objective picks one setting from *all* 
   budget whose accuracy is statistically indistinguishable from the best one's (the paired
   difference over questions within one standard error), it takes the one that spends the most:
   with thousands of settings on a few dozen questions the single most accurate one is mostly
-  the luckiest (on HumanEval dev the plain maximum loses 1.3 points held out at a 3,500-token
+  the luckiest (on HumanEval dev the plain maximum loses 1.1 points held out at a 3,500-token
   budget), and spending the budget the user offered is the robust way to break such a tie;
 - ``Objective("price", 1e-4)``: the setting maximising accuracy - price x cost.
 
 Reported numbers are cross-validated: for each fold the objective chooses on the other folds
 and the choice is scored on the held-out fold (a cost-aware rule's gain model is fitted on the
-calibration folds too), so they estimate what the *tuning procedure* delivers on questions it
-did not see, with two spreads: across sample orders (``accuracy_std``: what re-running the
-same questions may change) and the standard error over questions (``accuracy_se_questions``:
-what a new set of questions from the same source may change; usually far larger). The policy
-returned is the objective's choice on all questions (a gain model fitted on all of them): it
-is what ``-o`` writes.
+calibration folds too, and the calibration numbers it competes on are cross-fitted:
+:meth:`~optscale.replay.Evaluation.calibration`), so they estimate what the *tuning
+procedure* delivers on questions it did not see, with two spreads: across sample orders
+(``accuracy_std``: what re-running the same questions may change) and the standard error
+over questions (``accuracy_se_questions``: what a new set of questions from the same source
+may change; usually far larger). The policy returned is the objective's choice on all
+questions (a gain model fitted on all of them): it is what ``-o`` writes.
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ class Objective:
         """Index of the chosen setting. ``accuracy``: [S] mean accuracies, or [S, Q] per
         question (needed for the budget objective's tie rule); ``cost``: [S] (ties: cheaper,
         then earlier)."""
-        per_question = np.asarray(accuracy, np.float64)
+        per_question = np.ascontiguousarray(accuracy, np.float64)
         if per_question.ndim == 1:
             per_question = per_question[:, None]
-        accuracy = per_question.mean(axis=1)
+        # rounded: settings equally accurate on these questions compare equal whatever the
+        # order of the floating-point sums (ties then go by cost and position, as documented)
+        accuracy = np.round(per_question.mean(axis=1), 12)
+        cost = np.asarray(cost, np.float64)
         order = np.lexsort((np.arange(len(cost)), cost))  # by cost, then position
         if self.kind == "accuracy":
             ok = accuracy[order] >= self.value - 1e-12
@@ -79,7 +83,7 @@ class Objective:
             best = inside[np.argmax(accuracy[inside])]
             diff = per_question[best][None, :] - per_question[inside]
             se = diff.std(axis=1) / np.sqrt(diff.shape[1])
-            tied = inside[diff.mean(axis=1) <= se + 1e-12]
+            tied = inside[np.round(diff.mean(axis=1), 12) <= se + 1e-12]
             return int(tied[np.argmax(cost[tied])])  # (argmax: the first of equal costs)
         gain = accuracy - self.value * cost
         return int(order[np.argmax(gain[order])])
@@ -131,16 +135,17 @@ def choose(ev: Evaluation, objective: Objective, pool: Pool, *, seed: int = 0) -
     held_correct = np.zeros((q, orders), bool)
     held_cost = np.zeros((q, orders))
     held_n = np.zeros((q, orders))
+    spent = ev.tokens if ev.has_tokens else ev.n_used
     chosen = []
     for k in range(folds):
-        cal, test = ev.folds != k, ev.folds == k
-        acc = ev.fold_correct[k][:, cal].mean(axis=2)  # [S, Q_cal]
-        cost = ev.fold_cost[k][:, cal].mean(axis=(1, 2))
+        test = ev.folds == k
+        acc, cost = ev.calibration(k)  # [S, Q_cal], [S] (trained settings cross-fitted)
         i = objective.choose(acc, cost)
         chosen.append(f"{ev.settings[i].method}: {ev.settings[i].label}")
-        held_correct[test] = ev.fold_correct[k][i, test]
-        held_cost[test] = ev.fold_cost[k][i, test]
-        held_n[test] = ev.n_used[i, test]  # (held-out rows: replayed with fold k's fit)
+        # the all-question arrays' held-out rows: replayed with fold k's fit
+        held_correct[test] = ev.correct[i, test]
+        held_cost[test] = spent[i, test]
+        held_n[test] = ev.n_used[i, test]
     per_order = held_correct.mean(axis=0)
     per_question = held_correct.mean(axis=1)
     heldout = {"accuracy": float(per_order.mean()), "accuracy_std": float(per_order.std()),
