@@ -205,13 +205,19 @@ def _derivs(ops, c: NewtonConsts, mu, rho):
     return objective_derivatives(ops, c.stats, mu, rho, c.low, c.high, c.prior)
 
 
-def newton_start(ops: Ops, c: NewtonConsts, mu0, rho0, done=None) -> NewtonState:
+def newton_start(ops: Ops, c: NewtonConsts, mu0, rho0) -> NewtonState:
+    current = ops.call(_derivs_at, c, mu0, rho0)  # (the steps' own program)
+    state = ops.call(_newton_init, mu0, rho0, current)
+    return state._replace(k=ops.xp.asarray(0))
+
+
+def _newton_init(ops: Ops, mu0, rho0, current) -> NewtonState:
+    """The start state (k: a placeholder)."""
     xp = ops.xp
-    current = ops.call(_derivs_at, c, mu0, rho0)
     # (*_like: inside shard_map the loop state then varies over the mesh like the data does)
-    done = xp.zeros_like(mu0, dtype=bool) if done is None else done
-    return NewtonState(mu0, rho0, current, xp.ones_like(mu0), xp.full_like(mu0, xp.inf), done,
-                       xp.zeros_like(mu0, dtype=xp.int32), xp.asarray(0))
+    return NewtonState(mu0, rho0, current, xp.ones_like(mu0), xp.full_like(mu0, xp.inf),
+                       xp.zeros_like(mu0, dtype=bool), xp.zeros_like(mu0, dtype=xp.int32),
+                       None)
 
 
 _FLOOR = 1e-12
@@ -324,56 +330,89 @@ def newton_fit(ops: Ops, stats, low, high, prior, start, bounds, max_iter: int, 
     face), phase 2 starts from the face point and stops at once, otherwise from the sample
     moments.
     """
-    xp = ops.xp
-    n, mean, _ = stats
     (mu_lo, mu_hi), (rho_lo, rho_hi) = bounds
     c = NewtonConsts(stats, low, high, prior, mu_lo, mu_hi, rho_lo, rho_hi)
-
-    upper = mean >= 0.5 * (low + high)
-    face_mu = xp.where(upper, mu_hi, mu_lo)
-    gap = xp.maximum(xp.where(upper, high - mean, mean - low), 1e-3 * (high - low))
-    beyond = xp.abs(face_mu - xp.where(upper, high, low))
-    rho_face = xp.clip(0.5 * xp.log(beyond * gap), rho_lo, rho_hi)
+    upper, face_mu, rho_face = ops.call(_face_start, c)
     face = ops.run(newton_step, c, newton_start(ops, c, face_mu, rho_face), min(max_iter, 4),
                    freeze_mu=True, tol=tol)
     # After a few 1-D steps, questions whose likelihood pulls mu back inside are not face
     # cases: they stop holding up this phase.
-    g = face.current[1]
-    face = face._replace(done=face.done | xp.where(upper, g > 0, g < 0), k=face.k * 0)
+    face = ops.call(_face_release, face, upper)
     face = ops.run(newton_step, c, face, min(max_iter, 16), freeze_mu=True, tol=tol)
-    g_mu_face = face.current[1]
-    on_face = xp.where(upper, g_mu_face < 0, g_mu_face > 0)
-    mu0, rho0 = start
-    mu0, rho0 = xp.where(on_face, face.mu, mu0), xp.where(on_face, face.rho, rho0)
+    on_face, mu0, rho0 = ops.call(_face_end, face, upper, start)
     if prior is None:
         out = ops.run(newton_step, c, newton_start(ops, c, mu0, rho0), max_iter,
                       freeze_mu=False, tol=tol)
     else:
         # MAP is often bimodal (a mode at the data with a tiny sigma, one near the prior):
         # run from both starts as one batch and keep the better optimum.
-        both = lambda *v: xp.concatenate(v)  # noqa: E731
-        c2 = NewtonConsts(*(_map_tree(lambda v: both(v, v), x) for x in c))
-        mu_p = xp.clip(prior[0], mu_lo, mu_hi)
-        rho_p = xp.clip(xp.log(xp.maximum(prior[1], xp.exp(rho_lo))), rho_lo, rho_hi)
-        run2 = ops.run(newton_step, c2, newton_start(ops, c2, both(mu0, mu_p),
-                                                     both(rho0, rho_p)),
-                       max_iter, freeze_mu=False, tol=tol)
-        size = mu0.shape[0]
-        first = run2.current[0][:size] <= run2.current[0][size:]
-        out = _map_tree(lambda v: xp.where(first.reshape(first.shape + (1,) * (v.ndim - 1)),
-                                           v[:size], v[size:]) if v.ndim else v, run2)
+        c2, mu2, rho2 = ops.call(_both_starts, c, mu0, rho0)
+        run2 = ops.run(newton_step, c2, newton_start(ops, c2, mu2, rho2), max_iter,
+                       freeze_mu=False, tol=tol)
+        out = ops.call(_better_of_both, run2)
+    return ops.call(_newton_finish, c, out, face.iters, on_face)
+
+
+def _face_start(ops: Ops, c: NewtonConsts):
+    """Phase 1's start: the side of the box the scores lean towards, its mu-face and a sigma
+    on the exponential tail towards it."""
+    xp = ops.xp
+    _, mean, _ = c.stats
+    upper = mean >= 0.5 * (c.low + c.high)
+    face_mu = xp.where(upper, c.mu_hi, c.mu_lo)
+    gap = xp.maximum(xp.where(upper, c.high - mean, mean - c.low), 1e-3 * (c.high - c.low))
+    beyond = xp.abs(face_mu - xp.where(upper, c.high, c.low))
+    rho_face = xp.clip(0.5 * xp.log(beyond * gap), c.rho_lo, c.rho_hi)
+    return upper, face_mu, rho_face
+
+
+def _face_release(ops: Ops, face: NewtonState, upper) -> NewtonState:
+    g = face.current[1]
+    return face._replace(done=face.done | ops.xp.where(upper, g > 0, g < 0), k=face.k * 0)
+
+
+def _face_end(ops: Ops, face: NewtonState, upper, start):
+    """Where the face's gradient pushes out of the box, the fit stays on the face: phase 2
+    starts there, elsewhere from ``start``."""
+    xp = ops.xp
+    g_mu_face = face.current[1]
+    on_face = xp.where(upper, g_mu_face < 0, g_mu_face > 0)
+    mu0, rho0 = start
+    return on_face, xp.where(on_face, face.mu, mu0), xp.where(on_face, face.rho, rho0)
+
+
+def _both_starts(ops: Ops, c: NewtonConsts, mu0, rho0):
+    """The MAP batch: every question twice, from its start and from the prior's mode."""
+    xp = ops.xp
+    both = lambda *v: xp.concatenate(v)  # noqa: E731
+    c2 = NewtonConsts(*(_map_tree(lambda v: both(v, v), x) for x in c))
+    mu_p = xp.clip(c.prior[0], c.mu_lo, c.mu_hi)
+    rho_p = xp.clip(xp.log(xp.maximum(c.prior[1], xp.exp(c.rho_lo))), c.rho_lo, c.rho_hi)
+    return c2, both(mu0, mu_p), both(rho0, rho_p)
+
+
+def _better_of_both(ops: Ops, run2: NewtonState) -> NewtonState:
+    xp = ops.xp
+    size = run2.mu.shape[0] // 2
+    first = run2.current[0][:size] <= run2.current[0][size:]
+    return _map_tree(lambda v: xp.where(first.reshape(first.shape + (1,) * (v.ndim - 1)),
+                                        v[:size], v[size:]) if v.ndim else v, run2)
+
+
+def _newton_finish(ops: Ops, c: NewtonConsts, out: NewtonState, face_iters, on_face):
+    xp = ops.xp
     mu, rho, done = out.mu, out.rho, out.done
     f, g_mu, g_rho, h_mm, h_mr, h_rr = out.current
     cov = _floored_inverse(xp, h_mm, h_mr, h_rr, _FLOOR)
     # Within 1e-6 (relative) of a bound counts as on it: Newton stops once the remaining
     # decrease is below tolerance, which near a bound the gradient pushes into can leave a
     # sliver between the iterate and the bound.
-    eps = 1e-6 * (mu_hi - mu_lo)
-    on_box = (mu <= mu_lo + eps) | (mu >= mu_hi - eps) | (rho <= rho_lo + 1e-6) \
-        | (rho >= rho_hi - 1e-6)
+    eps = 1e-6 * (c.mu_hi - c.mu_lo)
+    on_box = (mu <= c.mu_lo + eps) | (mu >= c.mu_hi - eps) | (rho <= c.rho_lo + 1e-6) \
+        | (rho >= c.rho_hi - 1e-6)
     status = xp.where(~done, FitStatus.MAXITER, xp.where(on_box, FitStatus.BOUNDARY,
                                                          FitStatus.OK))
-    return mu, rho, f, cov, status, out.iters + xp.where(on_face, face.iters, 0)
+    return mu, rho, f, cov, status, out.iters + xp.where(on_face, face_iters, 0)
 
 
 def sufficient_stats(xp, scores, mask, low, high, clip: bool):
@@ -400,10 +439,21 @@ def fit(ops: Ops, scores, mask, low, high, prior, bounds, clip, max_iter, tol, s
         n, mean, ss, bad = sufficient_stats(xp, scores, mask, low, high, clip)
     else:
         n, mean, ss, bad = stats_fn(scores, mask, low, high, clip=clip)
+    mu0, rho0, rho_lo, rho_hi, invalid = ops.call(_fit_start, n, mean, ss, bad, low, high,
+                                                  prior, bounds)
+    (mu_lo, mu_hi), _ = bounds
+    out = newton_fit(ops, (n, mean, ss), low, high, prior, (mu0, rho0),
+                     ((mu_lo, mu_hi), (rho_lo, rho_hi)), max_iter, tol)
+    return ops.call(_fit_finish, out, invalid, mu0, rho0, ((mu_lo, mu_hi), (rho_lo, rho_hi)))
+
+
+def _fit_start(ops: Ops, n, mean, ss, bad, low, high, prior, bounds):
+    """The start point (the sample moments, or the prior where there are too few scores),
+    the box in (mu, log sigma) and which questions are invalid."""
+    xp = ops.xp
     width = high - low
     (mu_lo, mu_hi), (s_lo, s_hi) = bounds
     rho_lo, rho_hi = xp.log(s_lo), xp.log(s_hi)
-    # Start from the sample moments (or the prior where there are too few scores).
     sd = xp.sqrt(ss / xp.maximum(n, 1.0))
     mu0 = xp.where(n >= 1, mean, 0.5 * (low + high))
     s0 = xp.where(n >= 2, sd, 0.25 * width)
@@ -419,9 +469,13 @@ def fit(ops: Ops, scores, mask, low, high, prior, bounds, clip, max_iter, tol, s
                       & xp.isfinite(prior[0]) & xp.isfinite(prior[1])
                       & xp.isfinite(prior[2]) & xp.isfinite(prior[3]))
     invalid = bad | (n < 1) & (prior is None) | bad_prior | ~(width > 0)
-    mu, rho, f, cov, status, iters = newton_fit(
-        ops, (n, mean, ss), low, high, prior, (mu0, rho0),
-        ((mu_lo, mu_hi), (rho_lo, rho_hi)), max_iter, tol)
+    return mu0, rho0, rho_lo, rho_hi, invalid
+
+
+def _fit_finish(ops: Ops, out, invalid, mu0, rho0, bounds) -> Fit:
+    xp = ops.xp
+    mu, rho, f, cov, status, iters = out
+    (mu_lo, mu_hi), (rho_lo, rho_hi) = bounds
     status = xp.where(invalid, FitStatus.INVALID, status).astype(xp.int32)
     # Invalid questions get the start point and a box-sized covariance: finite, and flagged.
     mu = xp.where(invalid, mu0, mu)

@@ -59,17 +59,34 @@ def _run(ops, step, consts, state, max_iter, **static):
         return _run_traced(ops, step, consts, state, max_iter, **static)
     size = state.done.shape[0] if state.done.ndim else 1
     shrink = size >= 4096
-    while bool(_fit.keep_going(jnp, state, max_iter)):
+    while bool(_keep_going(state, max_iter)):
         if shrink:
             active = np.flatnonzero(~np.asarray(state.done))
             bucket = -(-size // 16)
             if len(active) <= bucket:
                 idx = np.concatenate([active, np.full(bucket - len(active), active[0])])
                 idx = jnp.asarray(idx)
-                sub = _run(ops, step, _take(consts, idx), _take(state, idx), max_iter, **static)
-                return jax.tree_util.tree_map(partial(_put, idx), state, sub)
+                sub = _run(ops, step, *_take_jit((consts, state), idx), max_iter, **static)
+                return _put_jit(idx, state, sub)
         state = step(ops, consts, state, **static)
     return state
+
+
+# the eager loop's glue as one program each (not one per primitive: in a new process each
+# program is a lookup in the persistent compilation cache)
+@partial(jax.jit, static_argnums=1)
+def _keep_going(state, max_iter):
+    return _fit.keep_going(jnp, state, max_iter)
+
+
+@jax.jit
+def _take_jit(tree, idx):
+    return _take(tree, idx)
+
+
+@jax.jit
+def _put_jit(idx, full, part):
+    return jax.tree_util.tree_map(partial(_put, idx), full, part)
 
 
 def _run_traced(ops, step, consts, state, max_iter, **static):
