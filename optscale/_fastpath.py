@@ -82,6 +82,22 @@ def plainly_valid(xp: Any, mu: Any, sigma: Any, low: Any, high: Any) -> Any:
             & (xp.abs(high - mu) <= 2.0**60 * sigma) & (high - low >= 2.0**-60 * sigma))
 
 
+def _masses(xp, right, near, far, d_near, d_far, x, low, high, alpha, beta):
+    """The plain formula's masses below and above x from the one on z's side of the centre
+    (``near``) and the one straddling it (``far``), with their error bounds: (lower, upper,
+    d_lower, d_upper, total, ok, 1 / total, S, F); ``ok`` where the plain formula applies
+    (x strictly inside, both masses usable)."""
+    lower, upper = xp.where(right, far, near), xp.where(right, near, far)
+    d_lower, d_upper = xp.where(right, d_far, d_near), xp.where(right, d_near, d_far)
+    total = lower + upper
+    inside = (x > low) & (x < high)
+    ok = (alpha < 0.0) & (beta > 0.0) & inside & (lower > 0.0) & (upper >= 0.0)
+    inv_total = xp.where(ok, 1.0 / xp.where(ok, total, 1.0), 1.0)
+    s = xp.where(ok, upper, 0.5) * inv_total
+    f = xp.where(ok, lower, 0.5) * inv_total
+    return lower, upper, d_lower, d_upper, total, ok, inv_total, s, f
+
+
 def central_logs(xp: Any, erfc: Any, mu: Any, sigma: Any, low: Any, high: Any, x: Any,
                  *, with_sf: bool = False, log1p_error: float = 2.0) -> FastLogs:
     """The plain-formula logs at x and their error bounds, in the dtype of the inputs.
@@ -118,14 +134,8 @@ def central_logs(xp: Any, erfc: Any, mu: Any, sigma: Any, low: Any, high: Any, x
     far = (1.0 - xp.where(right, ta, tz)) - xp.where(right, tz, tb)
     d_near = ez + xp.where(right, eb, ea) + eps * xp.abs(near)
     d_far = ez + xp.where(right, ea, eb) + 2.0 * eps
-    lower, upper = xp.where(right, far, near), xp.where(right, near, far)
-    d_lower, d_upper = xp.where(right, d_far, d_near), xp.where(right, d_near, d_far)
-    total = lower + upper
-    inside = (x > low) & (x < high)
-    ok = (alpha < 0.0) & (beta > 0.0) & inside & (lower > 0.0) & (upper >= 0.0)
-    inv_total = xp.where(ok, 1.0 / xp.where(ok, total, 1.0), 1.0)
-    s = xp.where(ok, upper, 0.5) * inv_total
-    f = xp.where(ok, lower, 0.5) * inv_total
+    lower, upper, d_lower, d_upper, total, ok, inv_total, s, f = _masses(
+        xp, right, near, far, d_near, d_far, x, low, high, alpha, beta)
     d_s = (d_upper + s * (d_lower + d_upper + eps * total)) * inv_total + 2.0 * eps * s
     log_f = xp.where(ok, xp.log1p(-s), -1.0)
     log1p_eps = xp.where(s >= 0.3, log1p_error, 2.0) * eps
@@ -298,14 +308,8 @@ def best_logs(xp: Any, erfc: Any, erf: Any, mu: Any, sigma: Any, low: Any, high:
     far = (1.0 - tf) - tz
     d_near = ez + en + eps * xp.abs(near)
     d_far = ez + ef + 2.0 * eps
-    lower, upper = xp.where(right, far, near), xp.where(right, near, far)
-    d_lower, d_upper = xp.where(right, d_far, d_near), xp.where(right, d_near, d_far)
-    total = lower + upper
-    inside = (x > low) & (x < high)
-    ok = (alpha < 0.0) & (beta > 0.0) & inside & (lower > 0.0) & (upper >= 0.0)
-    inv_total = xp.where(ok, 1.0 / xp.where(ok, total, 1.0), 1.0)
-    s = xp.where(ok, upper, 0.5) * inv_total
-    f = xp.where(ok, lower, 0.5) * inv_total
+    lower, upper, d_lower, d_upper, total, ok, inv_total, s, f = _masses(
+        xp, right, near, far, d_near, d_far, x, low, high, alpha, beta)
     # an upper bound on 1 / F with no division: 1 / (1 - s) <= 1 + 2 s for s <= 1/2, else
     # 2^(1 - e) with F = m 2^e, m in [1/2, 1)
     e_f = xp.frexp(xp.where(ok, f, 1.0))[1]

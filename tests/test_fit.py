@@ -3,6 +3,7 @@ ragged masks, Laplace covariance, and moment matching."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -252,27 +253,35 @@ def test_fit_inside_jit_marks_out_of_range_invalid():
         np.testing.assert_array_equal(np.asarray(status), [FitStatus.OK, FitStatus.INVALID])
 
 
+@contextlib.contextmanager
+def _compile_seconds():
+    """The seconds of XLA compilation inside the block, as a list it fills."""
+    jax = pytest.importorskip("jax")
+    seconds, on = [], [True]
+
+    def listen(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration" and on[0]:
+            seconds.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield seconds
+    finally:
+        on[0] = False  # (listeners cannot be removed)
+
+
 def test_a_new_batch_size_reuses_the_compiled_fit():
     # Issue 15: eager fits run on row buckets (powers of two, at least 8, for small batches),
     # so a new batch size in a bucket already used, or in a smaller one within 8x of it,
     # compiles (almost) nothing: the padding and the cut back to size.
-    jax = pytest.importorskip("jax")
-    seconds = []
-
-    def listen(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration" and listening:
-            seconds.append(duration)
-
-    listening = False
-    jax.monitoring.register_event_duration_secs_listener(listen)
+    pytest.importorskip("jax")
     rng = np.random.default_rng(5)
     x = np.clip(rng.normal(0.8, 0.1, (300, 12)), 0.0, 1.0).astype(np.float32)
     warm = optscale.fit_truncnorm(x[:200], out_of_range="clip")  # bucket 256
-    listening = True
-    fit = optscale.fit_truncnorm(x[:150], out_of_range="clip")  # a new size, same bucket
-    # a smaller bucket not compiled yet runs padded to the compiled one (within 8x)
-    small = optscale.fit_truncnorm(x[:40], out_of_range="clip")
-    listening = False
+    with _compile_seconds() as seconds:
+        fit = optscale.fit_truncnorm(x[:150], out_of_range="clip")  # a new size, same bucket
+        # a smaller bucket not compiled yet runs padded to the compiled one (within 8x)
+        small = optscale.fit_truncnorm(x[:40], out_of_range="clip")
     assert sum(seconds) <= 0.2, (sum(seconds), len(seconds))
     assert fit.mu.shape == (150,) and small.mu.shape == (40,)
     np.testing.assert_array_equal(np.asarray(fit.mu), np.asarray(warm.mu)[:150])
@@ -283,30 +292,21 @@ def test_large_batches_take_fine_buckets_and_compiled_pieces(monkeypatch):
     # Large batches are bucketed at 1/16 of an octave (a power of two would pad 100,000 rows to
     # 131,072); one larger than every compiled bucket runs as the largest it fills half of
     # plus the rest, padded to it, instead of compiling (here "large" is lowered to 64 rows).
-    jax = pytest.importorskip("jax")
+    pytest.importorskip("jax")
     from optscale import _jax_backend
 
     monkeypatch.setattr(_jax_backend, "_FINE", 64)
     monkeypatch.setattr(_jax_backend, "_USED_ROWS", {})
     assert [_jax_backend._bucket_rows(n) for n in (8, 60, 64, 65, 100, 129)] == \
         [8, 64, 64, 68, 100, 136]
-    seconds = []
-
-    def listen(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration" and listening:
-            seconds.append(duration)
-
-    listening = False
-    jax.monitoring.register_event_duration_secs_listener(listen)
     rng = np.random.default_rng(6)
     x = np.clip(rng.normal(0.7, 0.1, (130, 7)), 0.0, 1.0).astype(np.float32)
     warm = optscale.fit_truncnorm(x[:100], out_of_range="clip")  # bucket 100: compiled
     whole = optscale.fit_truncnorm(np.concatenate([x[100:], x[:70]]), out_of_range="clip")
     args = (np.zeros((130, 7), np.float32),)
     assert _jax_backend._pieces(130, args, ()) == [(0, 130, 136)]  # (another signature)
-    listening = True
-    fit = optscale.fit_truncnorm(x, out_of_range="clip")  # 100 rows + 30 padded to 100
-    listening = False
+    with _compile_seconds() as seconds:
+        fit = optscale.fit_truncnorm(x, out_of_range="clip")  # 100 rows + 30 padded to 100
     assert sum(seconds) <= 0.2, (sum(seconds), len(seconds))
     np.testing.assert_array_equal(np.asarray(fit.mu)[:100], np.asarray(warm.mu))
     np.testing.assert_array_equal(np.asarray(fit.sigma)[100:], np.asarray(whole.sigma)[:30])
