@@ -174,7 +174,8 @@ def _pieces(size: int, args: tuple, options: tuple) -> list[tuple[int, int, int]
     holds, as the largest compiled bucket it fills at least half of plus the rest. Padding
     costs the step time of the extra rows (they stop at once); compiling a new bucket costs
     seconds."""
-    key = options + tuple((np.ndim(v), np.shape(v)[1:], str(np.result_type(v)))
+    key = options + tuple((np.ndim(v), np.shape(v)[1:], str(np.result_type(getattr(v, "dtype",
+                                                                                  v))))
                           for v in jax.tree_util.tree_leaves(args))
     used = _USED_ROWS.setdefault(key, set())
     pieces: list[tuple[int, int, int]] = []
