@@ -13,6 +13,7 @@ files are removed at the end unless ``--dir`` names where to keep them.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -58,6 +59,16 @@ def run(source: str, output: str, backend: str | None) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024.0  # (KiB on Linux)
 
 
+def _apart(fn, *args) -> None:
+    """``fn(*args)`` in a child process: this one stays small, and so does the peak RSS that
+    the solving children start from (Linux carries a process's peak across exec)."""
+    child = multiprocessing.get_context("fork").Process(target=fn, args=args)
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise SystemExit(f"{fn.__name__} failed ({child.exitcode})")
+
+
 def count_rows(path: str) -> int:
     if path.endswith(".parquet"):
         from pyarrow import parquet
@@ -78,14 +89,13 @@ def main() -> None:
     os.makedirs(folder, exist_ok=True)
     try:
         csv_path = os.path.join(folder, f"queries-{args.rows}.csv")
-        if not os.path.exists(csv_path):
-            write_csv(csv_path, args.rows)
         sources = [csv_path]
+        if not os.path.exists(csv_path):
+            _apart(write_csv, csv_path, args.rows)
         if args.parquet:
-            pq_path = csv_path[:-4] + ".parquet"
-            if not os.path.exists(pq_path):
-                write_parquet(csv_path, pq_path)
-            sources.append(pq_path)
+            sources.append(csv_path[:-4] + ".parquet")
+            if not os.path.exists(sources[-1]):
+                _apart(write_parquet, csv_path, sources[-1])
         print(f"# optscale solve, {args.rows:,} rows; {os.cpu_count()} CPUs; backend "
               f"{args.backend or 'default'}")
         for source in sources:
