@@ -253,7 +253,7 @@ class OpenAIServer:
 
     def start(self) -> OpenAIServer:
         handler = type("Handler", (_Handler,), {"owner": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)
@@ -333,6 +333,13 @@ class OpenAIServer:
                                "completion_tokens": sum(s.tokens for s in samples),
                                "total_tokens": len(rec.prompt) + sum(s.tokens for s in samples)}
         return answer
+
+
+class _Server(ThreadingHTTPServer):
+    # a listen backlog for bursts: the default 5 overflows when a proxy opens dozens of
+    # connections at once, and an overflowed connection can be reset by the kernel (the
+    # client then reads an error, not an answer)
+    request_queue_size = 128
 
 
 class _Handler(BaseHTTPRequestHandler):
