@@ -10,38 +10,40 @@ typedef OV_D OV(d);
 typedef OV_I OV(i);
 typedef OV_N32 OV(n32);
 
-/* e^x for -708 <= x <= 0, and e^x - 1 for -ln 2 <= x <= 0 (where 2^(k/128) is 1/2 or 1 and
-   hi - 1 is exact): 2^(k/128) = 2^((k - j)/128) (hi[j] + lo[j]), e^r - 1 by Taylor's degree 5
-   for |r| <= ln 2/256 (remainder < 1e-18 relative); as big + small. */
-OV_INLINE void OV(exp_parts)(OV(d) x, OV(d)* big, OV(d)* small) {
-    OV(d) kd, r, p, scale;
-    OV(i) k, j;
+/* The reduction shared by the exps below: x = (k/128) ln 2 + r, |r| <= ln 2/256; returns
+   e^r - 1 by Taylor's degree 5 (remainder < 1e-18 relative), with j = k mod 128 and the power
+   of 2, 2^((k - j)/128), into *j and *scale (in the normal range for x >= -708). */
+OV_INLINE OV(d) OV(exp_reduce)(OV(d) x, OV(i)* j, OV(d)* scale) {
+    OV(d) kd, r;
+    OV(i) k;
     kd = x * OV_SPLAT(optscale_exp_inv_ln2_n) + OV_SPLAT(6755399441055744.0);
     k = OV_AS_I(kd) - OV_AS_I(OV_SPLAT(6755399441055744.0));
     kd = kd - OV_SPLAT(6755399441055744.0);
     r = (x - kd * OV_SPLAT(optscale_exp_ln2_hi_n)) - kd * OV_SPLAT(optscale_exp_ln2_lo_n);
-    j = k & 127;
-    p = r + r * r * (OV_SPLAT(0.5) + r * (OV_SPLAT(1.0 / 6.0) + r * (OV_SPLAT(1.0 / 24.0)
-                                                                    + r * OV_SPLAT(1.0 / 120.0))));
-    /* 2^((k - j)/128): a power of 2 in the normal range for x >= -708, so the products are
-       exact but for lo's (which may be subnormal, far below the result's ulp) */
-    scale = OV_AS_D(OV_SHL45(k - j) + OV_AS_I(OV_SPLAT(1.0)));
+    *j = k & 127;
+    *scale = OV_AS_D(OV_SHL45(k - *j) + OV_AS_I(OV_SPLAT(1.0)));
+    return r + r * r * (OV_SPLAT(0.5) + r * (OV_SPLAT(1.0 / 6.0) + r * (OV_SPLAT(1.0 / 24.0)
+                                                                       + r * OV_SPLAT(1.0 / 120.0))));
+}
+
+/* e^x for -708 <= x <= 0, and e^x - 1 for -ln 2 <= x <= 0 (where 2^(k/128) is 1/2 or 1 and
+   hi - 1 is exact): 2^(k/128) = 2^((k - j)/128) (hi[j] + lo[j]) times e^r; as big + small.
+   The products with the power of 2 are exact but for lo's (which may be subnormal, far below
+   the result's ulp). */
+OV_INLINE void OV(exp_parts)(OV(d) x, OV(d)* big, OV(d)* small) {
+    OV(d) p, scale;
+    OV(i) j;
+    p = OV(exp_reduce)(x, &j, &scale);
     *big = OV_GATHER(optscale_exp2_hi, j) * scale;
     *small = OV_GATHER(optscale_exp2_lo, j) * scale + *big * p;
 }
 
 /* e^x for -708 <= x <= 0 from hi[j] alone (within an ulp: the tails need no more) */
 OV_INLINE OV(d) OV(exp_hi)(OV(d) x) {
-    OV(d) kd, r, p, big;
-    OV(i) k, j;
-    kd = x * OV_SPLAT(optscale_exp_inv_ln2_n) + OV_SPLAT(6755399441055744.0);
-    k = OV_AS_I(kd) - OV_AS_I(OV_SPLAT(6755399441055744.0));
-    kd = kd - OV_SPLAT(6755399441055744.0);
-    r = (x - kd * OV_SPLAT(optscale_exp_ln2_hi_n)) - kd * OV_SPLAT(optscale_exp_ln2_lo_n);
-    j = k & 127;
-    p = r + r * r * (OV_SPLAT(0.5) + r * (OV_SPLAT(1.0 / 6.0) + r * (OV_SPLAT(1.0 / 24.0)
-                                                                    + r * OV_SPLAT(1.0 / 120.0))));
-    big = OV_GATHER(optscale_exp2_hi, j) * OV_AS_D(OV_SHL45(k - j) + OV_AS_I(OV_SPLAT(1.0)));
+    OV(d) p, scale, big;
+    OV(i) j;
+    p = OV(exp_reduce)(x, &j, &scale);
+    big = OV_GATHER(optscale_exp2_hi, j) * scale;
     return big + big * p;
 }
 

@@ -7,16 +7,7 @@ import pytest
 
 from optscale.cli import main
 from optscale.replay import Pool, save_npz
-
-
-def small_pool(size=30, width=12, seed=0):
-    rng = np.random.default_rng(seed)
-    correct = rng.random((size, width)) < rng.beta(2, 0.7, size)[:, None]
-    scores = np.clip(np.where(correct, rng.normal(0.9, 0.05, (size, width)),
-                              rng.normal(0.7, 0.15, (size, width))), 0, 1)
-    answers = np.where(correct, 0, rng.integers(1, 4, (size, width)))
-    return Pool(scores, np.full(size, width), answers, correct,
-                rng.integers(100, 900, (size, width)))
+from tests._data import labelled_pool
 
 
 def test_demo_writes_a_labelled_report(tmp_path, capsys):
@@ -35,7 +26,7 @@ def test_demo_writes_a_labelled_report(tmp_path, capsys):
 
 def test_replay_npz(tmp_path, capsys):
     path = tmp_path / "pool.npz"
-    save_npz(small_pool(), str(path))
+    save_npz(labelled_pool(), str(path))
     assert main(["replay", str(path), "--orders", "2", "--folds", "3", "--budgets", "4,12",
                  "--methods", "asc,dsc", "--out", str(tmp_path / "r"), "--quiet"]) == 0
     text = capsys.readouterr().out
@@ -68,7 +59,7 @@ def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys, numpy_
 
 def test_replay_runs_the_other_families(tmp_path, capsys):
     path = tmp_path / "pool.npz"
-    save_npz(small_pool(size=20), str(path))
+    save_npz(labelled_pool(size=20), str(path))
     assert main(["replay", str(path), "--orders", "2", "--folds", "2", "--budgets", "8",
                  "--methods", "optscale0-beta,optscale0-exceedance", "--out",
                  str(tmp_path / "r"), "--quiet"]) == 0
@@ -82,7 +73,7 @@ def test_tune_writes_a_policy_that_replay_and_load_read(tmp_path, capsys, numpy_
     import optscale
 
     path = tmp_path / "pool.npz"
-    save_npz(small_pool(40, 16, seed=3), str(path))
+    save_npz(labelled_pool(40, 16, seed=3), str(path))
     policy_path = tmp_path / "policy.json"
     assert main(["tune", str(path), "-o", str(policy_path), "--token-budget", "3000",
                  "--orders", "2", "--folds", "3", "--budgets", "4,8,16",
@@ -131,7 +122,7 @@ def test_tune_objectives_choose_as_documented():
 
 def test_questions_selection(tmp_path, capsys):
     path = tmp_path / "pool.npz"
-    save_npz(small_pool(20, 8), str(path))
+    save_npz(labelled_pool(20, 8), str(path))
     assert main(["replay", str(path), "--questions", "even", "--orders", "1", "--folds", "2",
                  "--methods", "bon", "--budgets", "4", "--out", str(tmp_path / "r"), "-q"]) == 0
     assert "10 questions" in capsys.readouterr().out
@@ -139,7 +130,7 @@ def test_questions_selection(tmp_path, capsys):
 
 def test_small_budgets_build_only_the_methods_asked_for(tmp_path, capsys):
     path = tmp_path / "pool.npz"
-    save_npz(small_pool(12, 6), str(path))
+    save_npz(labelled_pool(12, 6), str(path))
     assert main(["replay", str(path), "--methods", "bon,sc", "--budgets", "2", "--orders", "1",
                  "--folds", "2", "--out", str(tmp_path / "r"), "-q"]) == 0
     capsys.readouterr()

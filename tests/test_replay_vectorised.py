@@ -18,8 +18,9 @@ from optscale import (
 )
 from optscale.policies import hold_probability
 from optscale.policies._leader import prefix_holds, prefix_probabilities
-from optscale.replay import PolicyMethod, Pool, Rows, Tables, evaluate
+from optscale.replay import PolicyMethod, Rows, Tables, evaluate
 from optscale.replay._prefix import prefix_tables
+from tests._data import labelled_pool
 
 SELECTIONS = (Selection("vote"), Selection("weighted"), Selection("weighted", "power", 0.5),
               Selection("weighted", "logodds"))  # log-odds weights can be negative
@@ -263,18 +264,8 @@ def test_cost_aware_round_larger_than_the_budget_stops_at_the_budget():
             assert np.array_equal(n[s], np.minimum(policy.n_max, rows.lengths))
 
 
-def labelled(seed=0, size=40, width=12):
-    rng = np.random.default_rng(seed)
-    correct = rng.random((size, width)) < rng.beta(2, 0.7, size)[:, None]
-    scores = np.clip(np.where(correct, rng.normal(0.9, 0.05, (size, width)),
-                              rng.normal(0.7, 0.15, (size, width))), 0, 1)
-    answers = np.where(correct, 0, rng.integers(1, 4, (size, width)))
-    return Pool(scores, np.full(size, width), answers, correct,
-                rng.integers(100, 1000, (size, width)))
-
-
 def test_per_fold_arrays_stacked_on_use():
-    pool = labelled()
+    pool = labelled_pool(40, 12, 0, max_tokens=1000)
     esc = PolicyMethod("ESC", ESC(), {"window": (2, 4), "n_max": (8, 12)})
     cost = PolicyMethod("Cost", CostAware(), {"price": (1e-5, 1e-3), "n_max": (8, 12)})
     ev = evaluate(pool, [esc, cost], orders=3, folds=3, seed=4)
