@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from optscale._family import ScoreDistribution, Xp, family
-from optscale._fit import FitStatus, MomentStatus
+from optscale._fit import FitStatus, MomentStatus, row_sum
 from optscale._typing import ArrayLike
 
 __all__ = ["Beta", "beta_fit_arrays", "beta_from_moments"]
@@ -124,9 +124,9 @@ def beta_stats(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: Any, 
     w = (high - low)[:, None]
     z = n_.clip((scores - low[:, None]) / w, eps, 1.0 - eps)
     m = mask.astype(scores.dtype)
-    count = m.sum(-1)
-    s1 = (m * n_.log(z)).sum(-1)
-    s2 = (m * n_.log1p(-z)).sum(-1)
+    count = row_sum(m)
+    s1 = row_sum(m * n_.log(z))
+    s2 = row_sum(m * n_.log1p(-z))
     if prior is not None:
         a0, b0 = prior
         dg = sp.digamma(a0 + b0)
@@ -165,8 +165,9 @@ def beta_fit_arrays(xp: Xp, scores: Any, mask: Any, low: Any, high: Any, prior: 
     empty = count <= 0
     count_s = n_.where(empty, 1.0, count)
     # start from the method of moments of the (clipped) scores, inside the box
-    mean_z = (m * z).sum(-1) / n_.maximum(m.sum(-1), 1.0)
-    var_z = (m * (z - mean_z[:, None]) ** 2).sum(-1) / n_.maximum(m.sum(-1), 1.0)
+    observed = n_.maximum(row_sum(m), 1.0)
+    mean_z = row_sum(m * z) / observed
+    var_z = row_sum(m * (z - mean_z[:, None]) ** 2) / observed
     top = mean_z * (1.0 - mean_z)
     c = top / n_.clip(var_z, 1e-3 * top, 0.9 * top) - 1.0
     a = n_.clip(mean_z * c, A_MIN, A_MAX)

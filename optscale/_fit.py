@@ -426,10 +426,23 @@ def sufficient_stats(xp, scores, mask, low, high, clip: bool):
     x = xp.where(observed, xp.clip(scores, low, high) if clip else scores, 0.0)
     x = xp.where(observed & (clip | inside), x, 0.0)
     w = (observed & (clip | inside)).astype(scores.dtype)
-    n = xp.sum(w, axis=-1)
-    mean = xp.sum(w * x, axis=-1) / xp.maximum(n, 1.0)
-    ss = xp.sum(w * (x - mean[..., None]) ** 2, axis=-1)
+    n = row_sum(w)
+    mean = row_sum(w * x) / xp.maximum(n, 1.0)
+    ss = row_sum(w * (x - mean[..., None]) ** 2)
     return n, mean, ss, bad
+
+
+def row_sum(values):
+    """The sum over the last axis, one column after another. A fixed order of adds makes a
+    row's sum independent of the rows beside it: XLA's reductions group a row's terms
+    differently in programs of different row counts, which made a question's fit depend on
+    its batch's size (and, through the eager fits' row buckets, on earlier calls)."""
+    if values.shape[-1] == 0:
+        return values.sum(-1)
+    total = values[..., 0]
+    for j in range(1, values.shape[-1]):
+        total = total + values[..., j]
+    return total
 
 
 def fit(ops: Ops, scores, mask, low, high, prior, bounds, clip, max_iter, tol, stats_fn=None):

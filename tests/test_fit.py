@@ -310,3 +310,24 @@ def test_large_batches_take_fine_buckets_and_compiled_pieces(monkeypatch):
     assert sum(seconds) <= 0.2, (sum(seconds), len(seconds))
     np.testing.assert_array_equal(np.asarray(fit.mu)[:100], np.asarray(warm.mu))
     np.testing.assert_array_equal(np.asarray(fit.sigma)[100:], np.asarray(whole.sigma)[:30])
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_a_question_fits_the_same_in_any_batch(x64):
+    # A question's fit must not depend on the rows beside it: XLA's CPU reductions group a
+    # row's terms differently in programs of different row counts (64 rows against 1,024
+    # here: mu, sigma and the status of a few questions differed), so the statistics sum the
+    # score columns in a fixed order. (MAP: its two starts cover the MLE's path.)
+    jax = pytest.importorskip("jax")
+    dtype = np.float64 if x64 else np.float32
+    rng = np.random.default_rng(7)
+    mu = rng.uniform(-0.3, 1.3, (1024, 1))
+    x = rng.normal(mu, np.exp(rng.uniform(-4, 0.5, (1024, 1))), (1024, 8)).astype(dtype)
+    mask = rng.random((1024, 8)) < 0.9
+    prior = (np.full(1024, 0.6, dtype), np.full(1024, 0.2, dtype))
+    with jax.enable_x64(x64):
+        whole = optscale.fit_truncnorm(x, mask, out_of_range="clip", prior=prior)
+        few = optscale.fit_truncnorm(x[:60], mask[:60], out_of_range="clip",
+                                     prior=(prior[0][:60], prior[1][:60]))
+    for a, b in zip(whole, few, strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[:60], np.asarray(b))
