@@ -230,6 +230,33 @@ def test_a_disconnect_during_a_stream_cancels_the_upstream_requests():
         assert up.wait_for(lambda s: len(s.abandoned()) == 3, timeout=15) and settled(up)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_server_that_stops_logs_the_samples_of_the_requests_it_cancels(stream, tmp_path):
+    log = tmp_path / "log.jsonl"
+    policy = {"default": optscale.FixedN(n_max=4, selection=optscale.Selection("vote"))}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "seed": 0,
+            "stream": stream}
+    with OpenAIServer(AnswerBackend(ANSWERS), delay=lambda b: 0.0 if b.get("seed") == 0
+                      else 30.0) as up:
+        with proxy(up, policies=policy, log_path=str(log)) as (server, _):
+            sent = threading.Thread(target=lambda: _quietly(
+                httpx.post, f"{server.url}/v1/chat/completions", json=body, timeout=15))
+            sent.start()
+            assert up.wait_for(lambda s: s.completions == 1 and len(s.in_flight()) == 3,
+                               timeout=10)
+        # the server stopped (uvicorn cancels the request after its 2 s grace): the paid
+        # sample is on disk before the log closed
+        sent.join(15)
+        assert settled(up)
+    [record] = read_log(log)
+    assert record["status"] == "cancelled" and len(record["samples"]) == 1
+
+
+def _quietly(call, *args, **kw):
+    with contextlib.suppress(httpx.HTTPError):
+        call(*args, **kw)
+
+
 # -- faults ----------------------------------------------------------------------------------------
 
 def test_a_5xx_is_retried_and_the_answer_counts_only_samples():

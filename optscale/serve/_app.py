@@ -134,6 +134,8 @@ def _warm(config: ServeConfig) -> None:
 
 
 async def _stop(rt: Runtime) -> None:
+    if rt.engine is not None:  # the requests still running log their samples first
+        await rt.engine.aclose()
     if rt.log is not None:
         await rt.log.aclose()
     for client in (rt.upstream, rt.scorer_client):

@@ -10,7 +10,9 @@ and the policy told; it stops or asks for more. A request is never given more sa
 
 Cancellation (the client went away, the server stops): every upstream request still running is
 cancelled and awaited (its connection closed) before the engine returns, so no upstream request
-outlives its client request. Whatever happened, the samples drawn are logged.
+outlives its client request. Whatever happened, the samples drawn are logged: a stopping server
+cancels the requests still running (:meth:`Engine.aclose`) and closes the log only once their
+records are in.
 
 Failures: an upstream request that fails for good (after the client's retries) ends the request
 once its round is in, with ``status="upstream_error"``: the caller answers with the best sample
@@ -24,6 +26,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import math
 import time
 import uuid
@@ -37,6 +40,8 @@ from optscale.sampling._openai import OpenAIError, _choice_tokens
 from optscale.serve._knobs import Knobs, with_budget
 
 __all__ = ["Drawn", "Engine", "Job", "Outcome"]
+
+logger = logging.getLogger("optscale.serve")
 
 _HEAVY = ("optscale0", "optscalet")  # policies whose update fits a distribution (JAX): threads
 
@@ -233,6 +238,26 @@ class Engine:
         self.upstream, self.scorer, self.extract = upstream, scorer, extract
         self.log, self.metrics, self.budget, self.model = log, metrics, budget, model
         self.needs_logprobs = bool(getattr(scorer, "needs_logprobs", False))
+        self._tasks: set[asyncio.Task[Outcome]] = set()
+
+    def spawn(self, job: Job) -> asyncio.Task[Outcome]:
+        """:meth:`run` as a task of its own, which :meth:`aclose` waits for."""
+        task = asyncio.ensure_future(self.run(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Cancel the requests still running and wait (at most ``timeout`` seconds) until they
+        have ended and submitted their log records: call it before closing the log."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                logger.error("%d requests did not end within %.0f s of the server stopping; "
+                             "their samples may be missing from the log", len(late), timeout)
 
     # -- one request -------------------------------------------------------------------------
 

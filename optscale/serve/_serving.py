@@ -150,7 +150,7 @@ class Serving(abc.ABC):
         started = time.perf_counter()
         if self.metrics is not None:
             self.metrics.in_progress.inc()
-        task = asyncio.ensure_future(self.engine.run(job))
+        task = self.engine.spawn(job)
         watcher = asyncio.ensure_future(_wait_disconnect(request))
         outcome = None
         try:
@@ -190,7 +190,7 @@ class Serving(abc.ABC):
         started = time.perf_counter()
         if self.metrics is not None:
             self.metrics.in_progress.inc()
-        task = asyncio.ensure_future(self.engine.run(job))
+        task = self.engine.spawn(job)
         outcome = None
         status = None
         try:
