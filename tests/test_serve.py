@@ -367,6 +367,27 @@ def test_the_log_holds_every_sample_and_replays(tmp_path, capsys):
     assert (out / "report.md").exists()
 
 
+@pytest.mark.parametrize("content", [
+    '{"role": "user", "content": "q", "x": NaN}',  # Python's json (and FastAPI) read NaN
+    '{"role": "user", "content": "q \\ud800"}',  # a lone surrogate: valid JSON, not UTF-8
+])
+def test_a_body_python_reads_but_cannot_write_back_is_answered_and_logged(content, tmp_path):
+    from optscale.replay import load_pool
+
+    log = tmp_path / "log.jsonl"
+    policy = {"default": optscale.FixedN(n_max=3, selection=optscale.Selection("vote"))}
+    body = f'{{"model": "{MODEL}", "messages": [{content}]}}'
+    with OpenAIServer(AnswerBackend(ANSWERS)) as up, \
+            proxy(up, policies=policy, log_path=str(log)) as (server, _):
+        r = httpx.post(f"{server.url}/v1/chat/completions", content=body.encode(),
+                       headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["optscale"]["n_used"] == up.completions == 3
+    [record] = read_log(log)  # strict JSON, UTF-8: NaN is null, the surrogate U+FFFD
+    assert len(record["samples"]) == 3 and record["status"] == "ok"
+    assert "NaN" not in log.read_text() and load_pool(str(log)).size == 1
+
+
 def test_no_answer_is_sent_before_its_samples_are_fsynced(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -20,12 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optscale.serve._budget import TokenBucket
 from optscale.serve._config import ServeConfig, parse_scorer
 from optscale.serve._engine import Engine
+from optscale.serve._json import JSONResponse
 from optscale.serve._knobs import RequestError
 from optscale.serve._log import RequestLog
 from optscale.serve._metrics import CONTENT_TYPE_LATEST, Metrics

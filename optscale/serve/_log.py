@@ -42,6 +42,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from optscale.serve._json import dumps
+
 __all__ = ["RequestLog"]
 
 logger = logging.getLogger("optscale.serve")
@@ -143,7 +145,7 @@ class RequestLog:
     def submit(self, record: dict[str, Any]) -> asyncio.Future[None]:
         """Queue one request's record; the future completes once it is on disk. It is written
         even if nobody awaits the future (a request whose client went away)."""
-        line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        line = dumps(record) + b"\n"  # NaN / inf as null: the line is always written
         future = asyncio.get_running_loop().create_future()
         self._pending.append((line, future))
         if self._writer is None or self._writer.done():

@@ -22,10 +22,11 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from optscale.sampling._openai import OpenAIError
 from optscale.serve._engine import Engine, Job, Outcome
+from optscale.serve._json import JSONResponse
 from optscale.serve._knobs import RequestError
 
 __all__ = ["CHUNK_CHARS", "Serving", "error_body", "internal_error", "respond",
