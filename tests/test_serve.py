@@ -483,6 +483,39 @@ def test_metrics_parse_and_count_what_the_upstream_served():
         assert name in families
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_metrics_count_the_samples_of_a_request_whose_client_went_away(stream):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    policy = {"default": optscale.FixedN(n_max=4, selection=optscale.Selection("vote"))}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "seed": 0,
+            "stream": stream}
+    with OpenAIServer(AnswerBackend(ANSWERS), delay=lambda b: 0.0 if b.get("seed") == 0
+                      else 30.0) as up, proxy(up, policies=policy) as (server, _):
+        url = f"{server.url}/v1/chat/completions"
+        if stream:
+            with httpx.stream("POST", url, json=body, timeout=10) as resp:
+                chunks = resp.iter_bytes()  # (kept: see the stream disconnect test)
+                assert up.wait_for(lambda s: s.completions == 1 and len(s.in_flight()) == 3,
+                                   timeout=10)
+            del chunks
+        else:  # no headers before the answer: the client gives up after 2 s
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url, json=body, timeout=httpx.Timeout(10, read=2))
+        # the client went away with 1 sample paid for
+        assert up.wait_for(lambda s: len(s.abandoned()) == 3, timeout=10) and settled(up)
+        rt = server.app.state.optscale
+        assert eventually(lambda: rt.metrics.in_progress._value.get() == 0)
+        text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(text) for s in f.samples}
+    assert value[("optscale_samples_total", (("endpoint", "chat"),))] == up.completions == 1
+    assert value[("optscale_tokens_total", (("endpoint", "chat"), ("kind", "completion")))] \
+        == 3  # AnswerBackend's first sample: 3 tokens
+    assert value[("optscale_requests_total", (("endpoint", "chat"), ("status", "cancelled")))] \
+        == 1
+
+
 @pytest.mark.parametrize("body,param,status", [
     ({"optscale": {"max_n": 0}}, "optscale.max_n", 400),
     ({"optscale": {"max_n": "3"}}, "optscale.max_n", 400),

@@ -240,12 +240,29 @@ class Engine:
         self.needs_logprobs = bool(getattr(scorer, "needs_logprobs", False))
         self._tasks: set[asyncio.Task[Outcome]] = set()
 
-    def spawn(self, job: Job) -> asyncio.Task[Outcome]:
-        """:meth:`run` as a task of its own, which :meth:`aclose` waits for."""
-        task = asyncio.ensure_future(self.run(job))
+    def spawn(self, job: Job) -> tuple[asyncio.Task[Outcome], Outcome]:
+        """:meth:`run` as a task of its own, which :meth:`aclose` waits for, and the
+        :class:`Outcome` it fills in (which the task's result is, and which a cancelled task
+        leaves behind with what was drawn)."""
+        out = self.outcome(job)
+
+        async def run() -> Outcome:  # whatever fails, fails in the task (a 500 / error event)
+            return await self.run(job, out)
+
+        task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
+        return task, out
+
+    def outcome(self, job: Job) -> Outcome:
+        """A new, empty :class:`Outcome` of ``job``: its policy and cap, the token budget
+        applied."""
+        policy, cap = job.knobs.policy, job.knobs.max_n
+        if self.budget is not None:
+            allowed = self.budget.cap(cap)
+            if allowed < cap:
+                policy, cap = with_budget(policy, allowed), allowed
+        return Outcome(job, policy, cap)
 
     async def aclose(self, timeout: float = 30.0) -> None:
         """Cancel the requests still running and wait (at most ``timeout`` seconds) until they
@@ -261,17 +278,14 @@ class Engine:
 
     # -- one request -------------------------------------------------------------------------
 
-    async def run(self, job: Job) -> Outcome:
-        """Run one request to its end; cancelling the awaiting task cancels its upstream
-        requests (awaited) and logs what was drawn."""
-        knobs = job.knobs
-        policy, cap = knobs.policy, knobs.max_n
-        limited = False
-        if self.budget is not None:
-            allowed = self.budget.cap(cap)
-            if allowed < cap:
-                policy, cap, limited = with_budget(policy, allowed), allowed, True
-        out = Outcome(job, policy, cap)
+    async def run(self, job: Job, out: Outcome | None = None) -> Outcome:
+        """Run one request to its end, filling in ``out`` (default: :meth:`outcome`);
+        cancelling the awaiting task cancels its upstream requests (awaited) and logs what was
+        drawn."""
+        if out is None:
+            out = self.outcome(job)
+        policy, cap = out.policy, out.n_max
+        limited = cap < job.knobs.max_n  # the token budget lowered it
         decision = None
         try:
             if policy.uses_prior:  # OptScale^t predicts its prior from the question (a model)
