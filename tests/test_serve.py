@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -334,6 +335,32 @@ def test_a_bug_is_a_500_with_an_openai_style_body_and_no_traceback(monkeypatch):
         with pytest.raises(openai.APIError, match="internal error"):
             list(ask(client, stream=True))
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_engine_logprobs_are_null_in_both_answers():
+    policy = {"default": optscale.FixedN(n_max=2, selection=optscale.Selection("vote"))}
+    weird = lambda text, n: [float("-inf"), math.nan] + [-1.0] * (n - 2)  # noqa: E731
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "logprobs": True}
+    with OpenAIServer(AnswerBackend(ANSWERS), logprobs=weird) as up, \
+            proxy(up, policies=policy) as (server, _):
+        url = f"{server.url}/v1/chat/completions"
+        r = httpx.post(url, json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        whole = _strict_json(r.text)["choices"][0]["logprobs"]["content"]
+        r = httpx.post(url, json={**body, "stream": True}, timeout=10)
+        events = [line[6:] for line in r.text.splitlines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+        streamed = [c for e in events for ch in _strict_json(e)["choices"]
+                    for c in ((ch.get("logprobs") or {}).get("content") or [])]
+    for content in (whole, streamed):
+        assert [c["logprob"] for c in content[:3]] == [None, None, -1.0]
 
 
 # -- the request log -------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from optscale.sampling._openai import OpenAIError
 from optscale.serve._engine import Engine, Job, Outcome
-from optscale.serve._json import JSONResponse
+from optscale.serve._json import JSONResponse, dumps
 from optscale.serve._knobs import RequestError
 
 __all__ = ["CHUNK_CHARS", "Serving", "error_body", "internal_error", "respond",
@@ -248,7 +247,7 @@ def usage(outcome: Outcome) -> dict[str, int]:
 
 
 def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(obj) + b"\n\n"  # NaN / inf as null, as in the JSON answers
 
 
 def pieces(text: str) -> list[str]:
