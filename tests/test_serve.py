@@ -569,6 +569,22 @@ def test_bad_requests_are_openai_style_errors(body, param, status):
         assert httpx.post(f"{server.url}/v1/nothing", json={}, timeout=5).json()["error"]
 
 
+@pytest.mark.parametrize("content,ctype,message", [
+    (b'{"model": "m", oops}', "application/json",
+     "request body is not valid JSON (at character 15: Expecting property name"),
+    (b"model=m", "application/x-www-form-urlencoded", "request body must be a JSON object"),
+    (b"[1, 2]", "application/json", "request body must be a JSON object"),
+])
+def test_a_body_that_is_not_a_json_object_is_a_400_naming_no_field(content, ctype, message):
+    with OpenAIServer(EchoBackend()) as up, proxy(up, policies=esc()) as (server, _):
+        r = httpx.post(f"{server.url}/v1/chat/completions", content=content,
+                       headers={"content-type": ctype}, timeout=10)
+        assert up.count == 0
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["message"].startswith(message) and error["param"] is None, error
+
+
 def test_knobs_change_the_policy_and_max_n_is_a_maximum():
     policies = {"default": optscale.LeaderPosterior(confidence=0.9, n_max=16,
                                                     selection=optscale.Selection("vote")),
