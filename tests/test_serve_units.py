@@ -617,6 +617,44 @@ def test_the_engine_enforces_max_n_and_reports_failures(numpy_backend):
     run(main())
 
 
+def test_a_second_cancel_while_the_upstream_requests_close_keeps_the_samples(tmp_path):
+    # the server stopping: uvicorn cancels the request, then Engine.aclose cancels it again
+    # while its cancelled upstream requests are still closing
+    calls = {"n": 0}
+
+    async def handler(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(200, json=completion())
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.2)  # closing the connection takes a while
+        return httpx.Response(200, json=completion())
+
+    async def main():
+        log = RequestLog(str(tmp_path / "log.jsonl"))
+        engine, job = _engine(handler, optscale.FixedN(n_max=4,
+                                                       selection=optscale.Selection("vote")))
+        engine.log = log
+        task, live = engine.spawn(job)
+        for _ in range(200):  # bounded: the four requests are sent, the first is answered
+            await asyncio.sleep(0.01)
+            if calls["n"] == 4:
+                break
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        await engine.aclose(timeout=5)
+        await log.aclose()
+        return live
+
+    live = run(main())
+    assert live.status == "cancelled" and len(live.samples) == 1
+    [record] = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()][1:]
+    assert record["status"] == "cancelled" and len(record["samples"]) == 1
+
+
 # -- the request log ---------------------------------------------------------------------------
 
 def test_the_log_is_on_disk_when_the_future_completes_and_survives_a_cancel(tmp_path):

@@ -367,7 +367,11 @@ class Engine:
         except asyncio.CancelledError:
             for t in tasks:
                 t.cancel()
-            await asyncio.wait(tasks)  # connections closed before the engine returns
+            while not all(t.done() for t in tasks):  # connections closed before we return
+                try:
+                    await asyncio.wait(tasks)
+                except asyncio.CancelledError:  # cancelled again (the server stopping too):
+                    pass  # the samples already in must still reach the log
             out.samples.extend(_results(tasks)[0])
             raise
         new, error = _results(tasks)
