@@ -438,6 +438,14 @@ def test_bad_options_inputs_and_outputs(paths, capsys, argv, expected):
     assert not [n for n in os.listdir(paths["dir"]) if n.endswith(".part")]  # nothing half-done
 
 
+def test_a_policy_file_whose_cost_model_lacks_a_field_is_one_line(capsys, tmp_path):
+    path = tmp_path / "cost.json"
+    path.write_text(json.dumps({"format": "optscale-policy", "version": 1, "policy": {
+        "kind": "cost", "n_max": 8, "model": {"table": []}}}))
+    status, err, _ = run_main(capsys, SERVE + ["--policy", str(path)])
+    assert_one_line_error(status, err, f"{path}: policy.model.n_max: missing")
+
+
 def test_the_corpus_covers_every_subcommand():
     parser = cli.build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)  # what `optscale --help` lists

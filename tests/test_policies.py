@@ -199,6 +199,16 @@ def test_policy_file_errors(tmp_path):
     fails(json.dumps({**good, "policy": {**good["policy"], "selection": {"rule": "x"}}}),
           "policy.selection")
     fails(json.dumps({**good, "metrics": []}), "metrics: must be an object")
+    model = CostAware(3e-4, 16, model=_cost_model()).to_dict()
+    for key in ("n_max", "round_size", "table", "tokens_per_sample"):
+        broken = {**model, "model": {k: v for k, v in model["model"].items() if k != key}}
+        fails(json.dumps({**good, "policy": broken}), rf"p.json: policy.model.{key}: missing")
+    for key, value, match in (("n_max", 8.9, "n_max must be an integer; got 8.9"),
+                              ("round_size", "2", "round_size must be an integer"),
+                              ("table", [[0.0] * 10], r"\.table: must be a list of n_max"),
+                              ("tokens_per_sample", None, "tokens_per_sample must be a real")):
+        broken = {**model, "model": {**model["model"], key: value}}
+        fails(json.dumps({**good, "policy": broken}), rf"policy.model(: )?{match}")
     path.write_bytes(b"\xff\xfe")
     with pytest.raises(PolicyFileError, match="UTF-8"):
         optscale.load_policy(str(path))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -230,6 +231,42 @@ def test_a_disconnect_during_a_stream_cancels_the_upstream_requests():
         assert up.wait_for(lambda s: len(s.abandoned()) == 3, timeout=15) and settled(up)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_server_that_stops_logs_the_samples_of_the_requests_it_cancels(stream, tmp_path):
+    log = tmp_path / "log.jsonl"
+    policy = {"default": optscale.FixedN(n_max=4, selection=optscale.Selection("vote"))}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "seed": 0,
+            "stream": stream}
+    with OpenAIServer(AnswerBackend(ANSWERS), delay=lambda b: 0.0 if b.get("seed") == 0
+                      else 30.0) as up:
+        with proxy(up, policies=policy, log_path=str(log)) as (server, _):
+            sent = threading.Thread(target=lambda: _quietly(
+                httpx.post, f"{server.url}/v1/chat/completions", json=body, timeout=15))
+            sent.start()
+            assert up.wait_for(lambda s: s.completions == 1 and len(s.in_flight()) == 3,
+                               timeout=10)
+            assert eventually(lambda: _answers_read(server) == 1, timeout=10)
+        # the server stopped (uvicorn cancels the request after its 2 s grace): the paid
+        # sample is on disk before the log closed
+        sent.join(15)
+        assert settled(up)
+    [record] = read_log(log)
+    assert record["status"] == "cancelled" and len(record["samples"]) == 1
+
+
+def _answers_read(server):
+    """Upstream answers the proxy has read to the end (an answer the engine sent is not yet
+    a sample the proxy holds: a cancel in between loses it on both sides)."""
+    value = server.app.state.optscale.metrics.registry.get_sample_value(
+        "optscale_upstream_seconds_count")
+    return value or 0
+
+
+def _quietly(call, *args, **kw):
+    with contextlib.suppress(httpx.HTTPError):
+        call(*args, **kw)
+
+
 # -- faults ----------------------------------------------------------------------------------------
 
 def test_a_5xx_is_retried_and_the_answer_counts_only_samples():
@@ -309,6 +346,32 @@ def test_a_bug_is_a_500_with_an_openai_style_body_and_no_traceback(monkeypatch):
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
 
 
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_engine_logprobs_are_null_in_both_answers():
+    policy = {"default": optscale.FixedN(n_max=2, selection=optscale.Selection("vote"))}
+    weird = lambda text, n: [float("-inf"), math.nan] + [-1.0] * (n - 2)  # noqa: E731
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "logprobs": True}
+    with OpenAIServer(AnswerBackend(ANSWERS), logprobs=weird) as up, \
+            proxy(up, policies=policy) as (server, _):
+        url = f"{server.url}/v1/chat/completions"
+        r = httpx.post(url, json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        whole = _strict_json(r.text)["choices"][0]["logprobs"]["content"]
+        r = httpx.post(url, json={**body, "stream": True}, timeout=10)
+        events = [line[6:] for line in r.text.splitlines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+        streamed = [c for e in events for ch in _strict_json(e)["choices"]
+                    for c in ((ch.get("logprobs") or {}).get("content") or [])]
+    for content in (whole, streamed):
+        assert [c["logprob"] for c in content[:3]] == [None, None, -1.0]
+
+
 # -- the request log -------------------------------------------------------------------------
 
 def test_the_log_holds_every_sample_and_replays(tmp_path, capsys):
@@ -338,6 +401,27 @@ def test_the_log_holds_every_sample_and_replays(tmp_path, capsys):
                           "bon,sc", "--orders", "2", "--folds", "2", "--budgets", "4"])
     assert status == 0, capsys.readouterr().err
     assert (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("content", [
+    '{"role": "user", "content": "q", "x": NaN}',  # Python's json (and FastAPI) read NaN
+    '{"role": "user", "content": "q \\ud800"}',  # a lone surrogate: valid JSON, not UTF-8
+])
+def test_a_body_python_reads_but_cannot_write_back_is_answered_and_logged(content, tmp_path):
+    from optscale.replay import load_pool
+
+    log = tmp_path / "log.jsonl"
+    policy = {"default": optscale.FixedN(n_max=3, selection=optscale.Selection("vote"))}
+    body = f'{{"model": "{MODEL}", "messages": [{content}]}}'
+    with OpenAIServer(AnswerBackend(ANSWERS)) as up, \
+            proxy(up, policies=policy, log_path=str(log)) as (server, _):
+        r = httpx.post(f"{server.url}/v1/chat/completions", content=body.encode(),
+                       headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["optscale"]["n_used"] == up.completions == 3
+    [record] = read_log(log)  # strict JSON, UTF-8: NaN is null, the surrogate U+FFFD
+    assert len(record["samples"]) == 3 and record["status"] == "ok"
+    assert "NaN" not in log.read_text() and load_pool(str(log)).size == 1
 
 
 def test_no_answer_is_sent_before_its_samples_are_fsynced(tmp_path, monkeypatch):
@@ -435,6 +519,41 @@ def test_metrics_parse_and_count_what_the_upstream_served():
         assert name in families
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_metrics_count_the_samples_of_a_request_whose_client_went_away(stream):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    policy = {"default": optscale.FixedN(n_max=4, selection=optscale.Selection("vote"))}
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "q"}], "seed": 0,
+            "stream": stream}
+    with OpenAIServer(AnswerBackend(ANSWERS), delay=lambda b: 0.0 if b.get("seed") == 0
+                      else 30.0) as up, proxy(up, policies=policy) as (server, _):
+        url = f"{server.url}/v1/chat/completions"
+        if stream:
+            with httpx.stream("POST", url, json=body, timeout=10) as resp:
+                chunks = resp.iter_bytes()  # (kept: see the stream disconnect test)
+                assert up.wait_for(lambda s: s.completions == 1 and len(s.in_flight()) == 3,
+                                   timeout=10)
+                assert eventually(lambda: _answers_read(server) == 1, timeout=10)
+            del chunks
+        else:  # no headers before the answer: the client gives up after 3 s
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url, json=body, timeout=httpx.Timeout(10, read=3))
+            assert _answers_read(server) == 1
+        # the client went away with 1 sample paid for
+        assert up.wait_for(lambda s: len(s.abandoned()) == 3, timeout=10) and settled(up)
+        rt = server.app.state.optscale
+        assert eventually(lambda: rt.metrics.in_progress._value.get() == 0)
+        text = httpx.get(f"{server.url}/metrics", timeout=5).text
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(text) for s in f.samples}
+    assert value[("optscale_samples_total", (("endpoint", "chat"),))] == up.completions == 1
+    assert value[("optscale_tokens_total", (("endpoint", "chat"), ("kind", "completion")))] \
+        == 3  # AnswerBackend's first sample: 3 tokens
+    assert value[("optscale_requests_total", (("endpoint", "chat"), ("status", "cancelled")))] \
+        == 1
+
+
 @pytest.mark.parametrize("body,param,status", [
     ({"optscale": {"max_n": 0}}, "optscale.max_n", 400),
     ({"optscale": {"max_n": "3"}}, "optscale.max_n", 400),
@@ -459,6 +578,22 @@ def test_bad_requests_are_openai_style_errors(body, param, status):
         assert err["param"] == param and err["message"] and err["type"]
         assert up.count == 0  # nothing was sent upstream
         assert httpx.post(f"{server.url}/v1/nothing", json={}, timeout=5).json()["error"]
+
+
+@pytest.mark.parametrize("content,ctype,message", [
+    (b'{"model": "m", oops}', "application/json",
+     "request body is not valid JSON (at character 15: Expecting property name"),
+    (b"model=m", "application/x-www-form-urlencoded", "request body must be a JSON object"),
+    (b"[1, 2]", "application/json", "request body must be a JSON object"),
+])
+def test_a_body_that_is_not_a_json_object_is_a_400_naming_no_field(content, ctype, message):
+    with OpenAIServer(EchoBackend()) as up, proxy(up, policies=esc()) as (server, _):
+        r = httpx.post(f"{server.url}/v1/chat/completions", content=content,
+                       headers={"content-type": ctype}, timeout=10)
+        assert up.count == 0
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["message"].startswith(message) and error["param"] is None, error
 
 
 def test_knobs_change_the_policy_and_max_n_is_a_maximum():

@@ -617,6 +617,44 @@ def test_the_engine_enforces_max_n_and_reports_failures(numpy_backend):
     run(main())
 
 
+def test_a_second_cancel_while_the_upstream_requests_close_keeps_the_samples(tmp_path):
+    # the server stopping: uvicorn cancels the request, then Engine.aclose cancels it again
+    # while its cancelled upstream requests are still closing
+    calls = {"n": 0}
+
+    async def handler(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return httpx.Response(200, json=completion())
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.2)  # closing the connection takes a while
+        return httpx.Response(200, json=completion())
+
+    async def main():
+        log = RequestLog(str(tmp_path / "log.jsonl"))
+        engine, job = _engine(handler, optscale.FixedN(n_max=4,
+                                                       selection=optscale.Selection("vote")))
+        engine.log = log
+        task, live = engine.spawn(job)
+        for _ in range(200):  # bounded: the four requests are sent, the first is answered
+            await asyncio.sleep(0.01)
+            if calls["n"] == 4:
+                break
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        await engine.aclose(timeout=5)
+        await log.aclose()
+        return live
+
+    live = run(main())
+    assert live.status == "cancelled" and len(live.samples) == 1
+    [record] = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()][1:]
+    assert record["status"] == "cancelled" and len(record["samples"]) == 1
+
+
 # -- the request log ---------------------------------------------------------------------------
 
 def test_the_log_is_on_disk_when_the_future_completes_and_survives_a_cancel(tmp_path):
@@ -717,6 +755,72 @@ def test_a_failed_fsync_fails_the_futures_and_the_log_goes_on(tmp_path, monkeypa
 
     run(main())
     assert [json.loads(x).get("id") for x in path.read_text().splitlines()][-1] == "kept"
+
+
+def _pool_lines(path):
+    """The log's lines, each parsed (a line glued onto a broken one fails here)."""
+    from optscale.replay import load_pool
+
+    text = path.read_bytes()
+    assert text.endswith(b"\n")
+    lines = [json.loads(x) for x in text.decode().splitlines()]
+    if len(lines) > 1:
+        load_pool(str(path))  # what optscale replay / tune read
+    return lines
+
+
+def test_a_write_that_fails_part_way_is_cut_back_to_the_last_whole_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    path = tmp_path / "log.jsonl"
+    real_write = os.write
+    full = {"on": False}
+
+    def write(fd, data):  # a disk that fills up in the middle of a line
+        if full["on"]:
+            full["on"] = False
+            real_write(fd, bytes(data[:len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    sample = {"score": 0.5, "tokens": 1, "answer": "1", "text": "x"}
+
+    async def main():
+        log = RequestLog(str(path), max_bytes=10_000)
+        await log.submit({"id": "a", "gold": "1", "samples": [sample]})
+        monkeypatch.setattr(os, "write", write)
+        full["on"] = True
+        with pytest.raises(OSError, match="No space"):
+            await log.submit({"id": "half", "gold": "1", "samples": [sample]})
+        assert log._size == path.stat().st_size  # rotation reads it
+        await log.submit({"id": "b", "gold": "1", "samples": [sample]})
+        assert log._size == path.stat().st_size
+        await log.aclose()
+
+    run(main())
+    assert [x.get("id") for x in _pool_lines(path)] == [None, "a", "b"]
+
+
+def test_a_log_left_in_the_middle_of_a_line_is_cut_back_when_reopened(tmp_path):
+    path = tmp_path / "log.jsonl"
+    sample = {"score": 0.5, "tokens": 1, "answer": "1", "text": "x"}
+
+    async def append(rid):
+        log = RequestLog(str(path))
+        await log.submit({"id": rid, "gold": "1", "samples": [sample]})
+        await log.aclose()
+
+    run(append("a"))
+    with open(path, "ab") as f:  # a crash in the middle of the next line
+        f.write(b'{"id": "x", "question": "ha')
+    run(append("b"))
+    assert [x.get("id") for x in _pool_lines(path)] == [None, "a", "b"]
+
+    path.write_bytes(b'{"meta": {"sou')  # a crash while the meta line was written
+    run(append("c"))
+    lines = _pool_lines(path)
+    assert "meta" in lines[0] and [x.get("id") for x in lines[1:]] == ["c"]
 
 
 def test_rotation_numbers_files_after_the_existing_ones(tmp_path):

@@ -111,10 +111,32 @@ class GainModel:
                 self.tokens_per_sample}
 
     @classmethod
-    def from_dict(cls, data: dict) -> GainModel:
-        return cls(int(data["n_max"]), int(data["round_size"]),
-                   tuple(tuple(float(v) for v in r) for r in data["table"]),
-                   float(data["tokens_per_sample"]))
+    def from_dict(cls, data: Any, where: str = "model") -> GainModel:
+        """The model a :meth:`to_dict` result describes; a ValueError (or TypeError) naming
+        the field (``where.n_max: missing``) for anything else."""
+        if not isinstance(data, dict):
+            raise TypeError(f"{where}: must be an object; got {type(data).__name__}")
+        keys = ("n_max", "round_size", "table", "tokens_per_sample")
+        unknown = sorted(set(data) - set(keys))
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        for key in keys:
+            if key not in data:
+                raise ValueError(f"{where}.{key}: missing")
+        n_max = integer(where, "n_max", data["n_max"], 1)
+        round_size = integer(where, "round_size", data["round_size"], 1)
+        table = data["table"]
+        if not isinstance(table, list) or len(table) != n_max:
+            raise ValueError(f"{where}.table: must be a list of n_max = {n_max} rows")
+        rows = []
+        for i, row in enumerate(table):
+            if not isinstance(row, list) or len(row) != _BINS:
+                raise ValueError(f"{where}.table[{i}]: must be a list of {_BINS} numbers")
+            rows.append(tuple(real(where, f"table[{i}][{j}]", v) for j, v in enumerate(row)))
+        per_sample = real(where, "tokens_per_sample", data["tokens_per_sample"])
+        if per_sample < 0:
+            raise ValueError(f"{where}: tokens_per_sample must be >= 0; got {per_sample}")
+        return cls(n_max, round_size, tuple(rows), per_sample)
 
 
 @dataclasses.dataclass(frozen=True)

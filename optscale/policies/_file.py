@@ -97,7 +97,10 @@ def _field(name: str, value: Any, where: str) -> Any:
             raise PolicyFileError(f"{where}: must be a list of policies")
         return tuple(policy_from_dict(v, f"{where}[{i}]") for i, v in enumerate(value))
     if name == "model":
-        return None if value is None else GainModel.from_dict(value)
+        try:
+            return None if value is None else GainModel.from_dict(value, where)
+        except (TypeError, ValueError) as err:  # its message names the field already
+            raise PolicyFileError(str(err)) from None
     return tuple(value) if isinstance(value, list) else value
 
 

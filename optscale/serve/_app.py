@@ -20,12 +20,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optscale.serve._budget import TokenBucket
 from optscale.serve._config import ServeConfig, parse_scorer
 from optscale.serve._engine import Engine
+from optscale.serve._json import JSONResponse
 from optscale.serve._knobs import RequestError
 from optscale.serve._log import RequestLog
 from optscale.serve._metrics import CONTENT_TYPE_LATEST, Metrics
@@ -134,6 +135,8 @@ def _warm(config: ServeConfig) -> None:
 
 
 async def _stop(rt: Runtime) -> None:
+    if rt.engine is not None:  # the requests still running log their samples first
+        await rt.engine.aclose()
     if rt.log is not None:
         await rt.log.aclose()
     for client in (rt.upstream, rt.scorer_client):
@@ -144,9 +147,17 @@ async def _stop(rt: Runtime) -> None:
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
     first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":  # its loc is ("body", character position)
+        position = first.get("loc", ("body", None))[-1]
+        reason = (first.get("ctx") or {}).get("error")
+        return JSONResponse(error_body(
+            f"request body is not valid JSON (at character {position}"
+            f"{': ' + reason if reason else ''})", "invalid_request_error"), status_code=400)
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     param = ".".join(loc) or None
     message = first.get("msg", "invalid request")
+    if not loc and first.get("type") == "model_attributes_type":  # a form, a JSON list...
+        message = "request body must be a JSON object (Content-Type: application/json)"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return JSONResponse(error_body(f"{param + ': ' if param else ''}{message}{more}",
                                    "invalid_request_error", param), status_code=400)

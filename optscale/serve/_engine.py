@@ -10,7 +10,9 @@ and the policy told; it stops or asks for more. A request is never given more sa
 
 Cancellation (the client went away, the server stops): every upstream request still running is
 cancelled and awaited (its connection closed) before the engine returns, so no upstream request
-outlives its client request. Whatever happened, the samples drawn are logged.
+outlives its client request. Whatever happened, the samples drawn are logged: a stopping server
+cancels the requests still running (:meth:`Engine.aclose`) and closes the log only once their
+records are in.
 
 Failures: an upstream request that fails for good (after the client's retries) ends the request
 once its round is in, with ``status="upstream_error"``: the caller answers with the best sample
@@ -24,6 +26,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import math
 import time
 import uuid
@@ -37,6 +40,8 @@ from optscale.sampling._openai import OpenAIError, _choice_tokens
 from optscale.serve._knobs import Knobs, with_budget
 
 __all__ = ["Drawn", "Engine", "Job", "Outcome"]
+
+logger = logging.getLogger("optscale.serve")
 
 _HEAVY = ("optscale0", "optscalet")  # policies whose update fits a distribution (JAX): threads
 
@@ -233,20 +238,54 @@ class Engine:
         self.upstream, self.scorer, self.extract = upstream, scorer, extract
         self.log, self.metrics, self.budget, self.model = log, metrics, budget, model
         self.needs_logprobs = bool(getattr(scorer, "needs_logprobs", False))
+        self._tasks: set[asyncio.Task[Outcome]] = set()
 
-    # -- one request -------------------------------------------------------------------------
+    def spawn(self, job: Job) -> tuple[asyncio.Task[Outcome], Outcome]:
+        """:meth:`run` as a task of its own, which :meth:`aclose` waits for, and the
+        :class:`Outcome` it fills in (which the task's result is, and which a cancelled task
+        leaves behind with what was drawn)."""
+        out = self.outcome(job)
 
-    async def run(self, job: Job) -> Outcome:
-        """Run one request to its end; cancelling the awaiting task cancels its upstream
-        requests (awaited) and logs what was drawn."""
-        knobs = job.knobs
-        policy, cap = knobs.policy, knobs.max_n
-        limited = False
+        async def run() -> Outcome:  # whatever fails, fails in the task (a 500 / error event)
+            return await self.run(job, out)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task, out
+
+    def outcome(self, job: Job) -> Outcome:
+        """A new, empty :class:`Outcome` of ``job``: its policy and cap, the token budget
+        applied."""
+        policy, cap = job.knobs.policy, job.knobs.max_n
         if self.budget is not None:
             allowed = self.budget.cap(cap)
             if allowed < cap:
-                policy, cap, limited = with_budget(policy, allowed), allowed, True
-        out = Outcome(job, policy, cap)
+                policy, cap = with_budget(policy, allowed), allowed
+        return Outcome(job, policy, cap)
+
+    async def aclose(self, timeout: float = 30.0) -> None:
+        """Cancel the requests still running and wait (at most ``timeout`` seconds) until they
+        have ended and submitted their log records: call it before closing the log."""
+        tasks = set(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                logger.error("%d requests did not end within %.0f s of the server stopping; "
+                             "their samples may be missing from the log", len(late), timeout)
+
+    # -- one request -------------------------------------------------------------------------
+
+    async def run(self, job: Job, out: Outcome | None = None) -> Outcome:
+        """Run one request to its end, filling in ``out`` (default: :meth:`outcome`);
+        cancelling the awaiting task cancels its upstream requests (awaited) and logs what was
+        drawn."""
+        if out is None:
+            out = self.outcome(job)
+        policy, cap = out.policy, out.n_max
+        limited = cap < job.knobs.max_n  # the token budget lowered it
         decision = None
         try:
             if policy.uses_prior:  # OptScale^t predicts its prior from the question (a model)
@@ -328,7 +367,11 @@ class Engine:
         except asyncio.CancelledError:
             for t in tasks:
                 t.cancel()
-            await asyncio.wait(tasks)  # connections closed before the engine returns
+            while not all(t.done() for t in tasks):  # connections closed before we return
+                try:
+                    await asyncio.wait(tasks)
+                except asyncio.CancelledError:  # cancelled again (the server stopping too):
+                    pass  # the samples already in must still reach the log
             out.samples.extend(_results(tasks)[0])
             raise
         new, error = _results(tasks)

@@ -16,6 +16,12 @@ failure, client disconnect), if it drew at least one sample; the answer is sent 
 line is written and fsynced. Lines are written in batches (one write and one fsync for all the
 requests that ended meanwhile), in a worker thread, off the event loop.
 
+Every line is whole: a write that fails part-way (a full disk) is cut back to the last complete
+line before the error reaches the requests of its batch (their clients get a 500), and a file
+that ends in part of a line (a crash mid-write) is cut back the same way when it is opened. The
+cut bytes are a record that was never confirmed to anyone and that no reader could parse;
+every complete line stays.
+
 Rotation (``max_bytes`` > 0): when a batch would take the file past ``max_bytes``, the file is
 renamed to ``STEM.N.SUFFIX`` (``requests.1.jsonl``, ``requests.2.jsonl``, ...: the lowest number
 is the oldest; numbers are never reused) and a new file with its own meta line is started. No
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import threading
@@ -35,7 +42,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from optscale.serve._json import dumps
+
 __all__ = ["RequestLog"]
+
+logger = logging.getLogger("optscale.serve")
 
 
 class RequestLog:
@@ -71,13 +82,17 @@ class RequestLog:
         return (json.dumps({"meta": meta}) + "\n").encode()
 
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(fd).st_size
-        self._fresh = size == 0
-        if size == 0:
-            os.write(fd, self._meta_line())
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = _cut_partial_line(fd, self.path)
+            self._fresh = size == 0
+            if size == 0:
+                _write_all(fd, self._meta_line())
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd, self._size = fd, size
 
     def _next_number(self) -> int:
@@ -104,20 +119,33 @@ class RequestLog:
             if self.max_bytes and self._size + len(data) > self.max_bytes and not self._fresh:
                 self._rotate()
             assert self._fd is not None
-            view = memoryview(data)
-            while view:  # os.write may write less than asked
-                view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
+            try:
+                _write_all(self._fd, data)
+                os.fsync(self._fd)
+            except BaseException:
+                self._mend()
+                raise
             self._size += len(data)
             self._fresh = False
             self.records += len(lines)
+
+    def _mend(self) -> None:
+        """After a failed write: cut a part-written line, so that the next record starts on a
+        line of its own; if even that fails, close the file (the next write reopens it, and
+        opening cuts the same way)."""
+        assert self._fd is not None
+        try:
+            self._size = _cut_partial_line(self._fd, self.path)
+        except OSError:
+            os.close(self._fd)
+            self._fd = None
 
     # -- the async side -------------------------------------------------------------------------
 
     def submit(self, record: dict[str, Any]) -> asyncio.Future[None]:
         """Queue one request's record; the future completes once it is on disk. It is written
         even if nobody awaits the future (a request whose client went away)."""
-        line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        line = dumps(record) + b"\n"  # NaN / inf as null: the line is always written
         future = asyncio.get_running_loop().create_future()
         self._pending.append((line, future))
         if self._writer is None or self._writer.done():
@@ -156,3 +184,30 @@ class RequestLog:
                 os.close(self._fd)
                 self._fd = None
         self._thread.shutdown(wait=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # os.write may write less than asked
+        view = view[os.write(fd, view):]
+
+
+def _cut_partial_line(fd: int, path: str) -> int:
+    """Truncate the file to its last complete line (a no-op when it ends in a newline);
+    its size after."""
+    size = end = os.fstat(fd).st_size
+    while end > 0:
+        start = max(end - 65536, 0)
+        chunk = os.pread(fd, end - start, start)
+        last = chunk.rfind(b"\n")
+        if last >= 0:
+            end = start + last + 1
+            break
+        end = start
+    if end < size:
+        os.ftruncate(fd, end)
+        os.fsync(fd)
+        logger.warning("%s: cut %d bytes of an incomplete last line (a write that failed "
+                       "part-way); every complete line is kept", path, size - end)
+    return end
+

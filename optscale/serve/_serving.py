@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,10 +21,11 @@ from typing import Any
 
 import anyio
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from optscale.sampling._openai import OpenAIError
 from optscale.serve._engine import Engine, Job, Outcome
+from optscale.serve._json import JSONResponse, dumps
 from optscale.serve._knobs import RequestError
 
 __all__ = ["CHUNK_CHARS", "Serving", "error_body", "internal_error", "respond",
@@ -126,16 +126,14 @@ class Serving(abc.ABC):
 
     # -- the two ways of answering ---------------------------------------------------------
 
-    def _done(self, outcome: Outcome | None, stream: bool, started: float,
+    def _done(self, outcome: Outcome, stream: bool, started: float,
               status: str | None = None) -> None:
         m = self.metrics
         if m is None:
             return
         e = self.endpoint
         m.latency.labels(e, str(stream).lower()).observe(time.perf_counter() - started)
-        m.requests.labels(e, status or (outcome.status if outcome else "internal_error")).inc()
-        if outcome is None:
-            return
+        m.requests.labels(e, status or outcome.status).inc()
         n = len(outcome.samples)
         m.samples.labels(e).inc(n)
         m.samples_per_request.labels(e).observe(n)
@@ -148,11 +146,10 @@ class Serving(abc.ABC):
     async def complete(self, job: Job, request: Request) -> Response:
         """Answer without streaming; a client disconnect cancels the engine."""
         started = time.perf_counter()
+        task, live = self.engine.spawn(job)
         if self.metrics is not None:
             self.metrics.in_progress.inc()
-        task = asyncio.ensure_future(self.engine.run(job))
         watcher = asyncio.ensure_future(_wait_disconnect(request))
-        outcome = None
         try:
             try:
                 await asyncio.wait([task, watcher], return_when=asyncio.FIRST_COMPLETED)
@@ -163,7 +160,6 @@ class Serving(abc.ABC):
                     with anyio.CancelScope(shield=True):
                         await asyncio.wait([task])
             if task.cancelled():
-                self._done(None, False, started, "cancelled")
                 return Response(status_code=499)  # nobody is there to read it
             outcome = task.result()
             if outcome.logged is not None:
@@ -176,8 +172,9 @@ class Serving(abc.ABC):
         finally:
             if self.metrics is not None:
                 self.metrics.in_progress.dec()
-            if outcome is not None or not task.cancelled():
-                self._done(outcome, False, started)
+            failed = task.done() and not task.cancelled() and task.exception() is not None
+            # the samples of a cancelled or failed run too
+            self._done(live, False, started, "internal_error" if failed else None)
 
     def stream(self, job: Job, include_usage: bool) -> StreamingResponse:
         """Answer as server-sent events (see the module docstring)."""
@@ -188,10 +185,9 @@ class Serving(abc.ABC):
 
     async def _events(self, job: Job, include_usage: bool) -> AsyncIterator[bytes]:
         started = time.perf_counter()
+        task, live = self.engine.spawn(job)
         if self.metrics is not None:
             self.metrics.in_progress.inc()
-        task = asyncio.ensure_future(self.engine.run(job))
-        outcome = None
         status = None
         try:
             while True:
@@ -230,7 +226,7 @@ class Serving(abc.ABC):
                     await asyncio.wait([task])
             if self.metrics is not None:
                 self.metrics.in_progress.dec()
-            self._done(outcome, True, started, status)
+            self._done(live, True, started, status)  # the samples of a cancelled run too
 
     def _usage_chunk(self, outcome: Outcome, created: int) -> dict[str, Any]:
         chunk = self._chunk_head(outcome, created)
@@ -251,7 +247,7 @@ def usage(outcome: Outcome) -> dict[str, int]:
 
 
 def _event(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+    return b"data: " + dumps(obj) + b"\n\n"  # NaN / inf as null, as in the JSON answers
 
 
 def pieces(text: str) -> list[str]:
