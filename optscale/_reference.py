@@ -368,8 +368,9 @@ def _ceil_exact(log_f, log_bound):
     """Smallest integer n >= 0 with n * log_f <= log_bound, exact in the dtype of log_f."""
     with np.errstate(all="ignore"):
         n = np.maximum(np.ceil(log_bound / log_f), 0.0).astype(log_f.dtype)
-        n = np.where(n * log_f > log_bound, n + 1, n)
-        n = np.where((n >= 1) & ((n - 1) * log_f <= log_bound), n - 1, n)
+        n = np.where(n * log_f > log_bound, _next_n(n), n)
+        before = _prev_n(n)  # (n -+ 1 as the dtype holds them, see _next_n)
+        n = np.where((n >= 1) & (before * log_f <= log_bound), before, n)
     return n.astype(log_f.dtype)
 
 
@@ -396,14 +397,33 @@ def _fast_logcdf(dist, t, log1mc, n_lo, n_hi, shape, dtype):
     return log_f
 
 
+def _next_n(n):
+    """The smallest integer above n that n's dtype holds: n + 1 where that is exact (below
+    2**24 in float32), the next float above beyond (float32 rounds n + 1 back to n there)."""
+    n = np.asarray(n)
+    return np.maximum(n + 1, np.nextafter(n, np.asarray(np.inf, n.dtype)))
+
+
+def _prev_n(n):
+    """The largest integer below n that n's dtype holds (see :func:`_next_n`)."""
+    n = np.asarray(n)
+    return np.minimum(n - 1, np.nextafter(n, np.asarray(-np.inf, n.dtype)))
+
+
 def _bisect(cond, lo, hi):
-    """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once."""
+    """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once.
+
+    Over the integers the dtype holds, as the JAX version (optscale/_solve.py): the probe stays
+    below hi and a failing probe's successor is the next float, so every round shrinks every
+    open bracket (about log2 of its width rounds; above 2**24 in float32 the answer is exact to
+    float32's spacing). Below 2**24 the steps are the plain midpoint and n + 1."""
     lo, hi = lo.copy(), hi.copy()
     while np.any(lo < hi):
         open_ = lo < hi
         mid = np.floor(0.5 * (lo + hi))
+        mid = np.clip(mid, lo, np.maximum(_prev_n(hi), lo))
         ok = cond(mid)
-        lo = np.where(open_ & ~ok, mid + 1, lo)
+        lo = np.where(open_ & ~ok, _next_n(mid), lo)
         hi = np.where(open_ & ok, mid, hi)
     return hi
 
