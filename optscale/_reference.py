@@ -321,7 +321,11 @@ def best_of_n_quantile(dist: Any, q: Any, n: Any) -> np.ndarray:
 
 
 def log_binom_lower(log_s, log_f, n, k):
-    """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f."""
+    """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f.
+
+    Elements with n < k are 0 (the whole distribution) without the recurrence: it runs to the
+    largest k among the others only (a k far above n costs nothing, as in the other backends).
+    """
     log_s, log_f, n, k = np.broadcast_arrays(log_s, log_f, n, k)
     dtype = log_f.dtype
     f_zero, s_zero = log_f == -np.inf, log_s == -np.inf
@@ -330,7 +334,7 @@ def log_binom_lower(log_s, log_f, n, k):
     with np.errstate(all="ignore"):
         term = (n * lf).astype(dtype)
         acc = term.copy()
-        for j in range(1, int(np.max(k, initial=1))):
+        for j in range(1, int(np.max(k, where=n >= k, initial=1))):
             term = (term + np.log(np.maximum(n - j + 1, 0) / np.asarray(j, dtype)) + step)
             acc = np.where(j < k, np.logaddexp(acc, term), acc).astype(dtype)
     acc = np.where(n < k, 0.0, np.minimum(acc, 0.0))

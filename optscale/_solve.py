@@ -267,7 +267,10 @@ def _k_of_n_guess(q, b, k_max):
     final n."""
     hi = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(b.chernoff, b.lo, q.n_hi))
     final_done = _final_n(q, hi, b.pre_infeasible, jnp.maximum(q.kf, q.n_lo))
-    root = _k_of_n_root(b.ls, b.lf, q.kf, q.log1mc, b.lo, jnp.maximum(b.chernoff, b.lo), k_max)
+    # (k = 1 where the element is settled: its root is not used, and its k, far above n_max
+    # perhaps, would set the loop's length)
+    root = _k_of_n_root(b.ls, b.lf, jnp.where(b.done, 1.0, q.kf), q.log1mc, b.lo,
+                        jnp.maximum(b.chernoff, b.lo), k_max)
     m = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(jnp.ceil(root), b.lo, q.n_hi))
     return jnp.where(b.done, final_done, m)
 
