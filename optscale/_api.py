@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optscale import _family_solve
-from optscale._args import checked_dist, numeric
+from optscale._args import checked_dist, numeric, widened
 from optscale._backend import _is_jax_array, select
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
 from optscale._family import ScoreDistribution
@@ -300,7 +300,7 @@ def check_scores(fn: str, scores: Any, mask: Any, low: Any, high: Any,
     xp = np
     if jax_in:
         import jax.numpy as xp  # noqa: F811
-    scores = xp.asarray(scores)
+    scores = widened(xp.asarray(scores))
     if scores.dtype.kind not in "fiu":
         raise TypeError(f"scores must be numeric; got dtype {scores.dtype}")
     if scores.dtype.kind != "f":
@@ -447,7 +447,7 @@ def truncnorm_from_moments(mean: ArrayLike, std: ArrayLike, low: ArrayLike = 0.0
     xp = np
     if jax_in:
         import jax.numpy as xp  # noqa: F811
-    mean, std = xp.asarray(mean), xp.asarray(std)
+    mean, std = widened(xp.asarray(mean)), widened(xp.asarray(std))
     dtype = np.result_type(mean.dtype, std.dtype, np.float32) if not jax_in else \
         xp.result_type(mean, std, float)
     shape = np.broadcast_shapes(mean.shape, std.shape, np.shape(low), np.shape(high))

@@ -319,6 +319,42 @@ class BadInputSuite(BackendSuite):
                     optscale.expected_best(d, 4), d.logcdf(t), d.logcdf(0.95)):
             assert as_np(out).dtype == np.float32
 
+    def test_half_precision_computes_in_float32(self):
+        # float16 (and bfloat16) are widened to float32 by every public function, as integers
+        # are to float: the same answers as float32 input, float32 out, no warnings
+        import warnings
+
+        halves = [np.float16]
+        if self.backend == "jax":
+            import jax.numpy as jnp
+
+            halves += [lambda v: jnp.asarray(v, jnp.float16),
+                       lambda v: jnp.asarray(v, jnp.bfloat16)]
+
+        def run(cast):
+            d = optscale.TruncatedNormal(cast([0.8, 0.6]), cast([0.1, 0.2]))
+            t, c = cast(0.9), cast(0.9)
+            return [*optscale.min_samples(d, t, c), *optscale.min_samples(d, t, c, k=2),
+                    *optscale.min_samples(d, t, criterion="expected"),
+                    *optscale.cost_aware_samples(d, t, cast(0.01)),
+                    optscale.best_of_n_prob(d, t, 4), optscale.k_of_n_prob(d, t, 4, 2),
+                    optscale.expected_best(d, 4), d.logcdf(t), d.mean,
+                    optscale.fit_truncnorm(cast([[0.2, 0.5, 0.7]])).mu,
+                    optscale.truncnorm_from_moments(cast(0.7), cast(0.1))[0]]
+
+        # the float32 values of the half-precision inputs
+        expected = run(lambda v: np.asarray(np.float16(v), np.float32))
+        for half in halves:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = run(half)
+            other_values = half(0.9).dtype != np.float16  # (bfloat16 rounds otherwise)
+            for g, e in zip(got, expected, strict=True):
+                g = as_np(g)
+                assert g.dtype == as_np(e).dtype
+                if not other_values:
+                    np.testing.assert_array_equal(g, as_np(e))
+
     def test_empty_batches(self, dtype):
         d = tn(np.zeros(0), np.zeros(0), dtype=dtype)
         t = np.zeros(0, dtype)
