@@ -222,7 +222,8 @@ def best_of_n_prob(dist: Any, target: Any, n: Any) -> Any:
     else:
         out = select(dist, target, n).best_of_n_prob(dist, target, n)
     oxp = _xp(out)
-    out = oxp.where(oxp.asarray(n) == 0, oxp.zeros((), out.dtype), out)
+    # (and +0 for a 0 from -expm1(0), F = 1: -0 prints as "-0")
+    out = oxp.where((oxp.asarray(n) == 0) | (out == 0), oxp.zeros((), out.dtype), out)
     return _domain("best_of_n_prob", out, [_count_rules(xp, "n", n, integer=False, low=0)])
 
 
@@ -240,7 +241,8 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> Any:
     else:
         out = select(dist, target, n, k).k_of_n_prob(dist, target, n, k)
     oxp = _xp(out)
-    out = oxp.where(oxp.asarray(k) <= 0, oxp.ones((), out.dtype), out)
+    out = oxp.where(oxp.asarray(k) <= 0, oxp.ones((), out.dtype),
+                    oxp.where(out == 0, oxp.zeros((), out.dtype), out))  # (+0, not -0)
     return _domain("k_of_n_prob", out, [_count_rules(xp, "n", n, integer=True, low=0),
                                         _count_rules(xp, "k", k, integer=True, low=0)])
 

@@ -453,7 +453,9 @@ def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible
                                                          np.nan_to_num(n).astype(np.int64)))
     n = np.where(invalid, np.maximum(ints["n_max"], 1), n)
     n = np.broadcast_to(n, shape).astype(np.int32)
-    achieved = np.where(invalid, 0.0, achieved_fn(n.astype(dtype)))
+    achieved = achieved_fn(n.astype(dtype))
+    # (+0 where it is 0: -expm1(0) is -0, which prints as "-0")
+    achieved = np.where(invalid | (achieved == 0.0), 0.0, achieved)
     return Solution(n, np.broadcast_to(status, shape).astype(np.int32),
                     np.broadcast_to(achieved, shape).astype(dtype))
 

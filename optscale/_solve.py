@@ -106,7 +106,9 @@ def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_i
     n = jnp.where(n <= n_min, ints["n_min"],
                   jnp.where(n >= n_max, ints["n_max"], n.astype(jnp.int32)))
     n = jnp.broadcast_to(jnp.where(invalid, jnp.maximum(ints["n_max"], 1), n), shape)
-    achieved = jnp.where(invalid, 0.0, achieved_fn(n))
+    achieved = achieved_fn(n)
+    # (+0 where it is 0: -expm1(0) is -0, which prints as "-0")
+    achieved = jnp.where(invalid | (achieved == 0.0), 0.0, achieved)
     return Solution(n, jnp.broadcast_to(status, shape), jnp.broadcast_to(achieved, shape))
 
 

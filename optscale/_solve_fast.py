@@ -170,7 +170,8 @@ def _finish_impl(code, confidence, n_min, n_max):
     achieved = jnp.where(trivial, 1.0, -jnp.expm1(final * jnp.where(never, 0.0, log_f)))
     status = jnp.where(invalid, Status.INVALID, jnp.where(trivial, Status.TRIVIAL, jnp.where(
         infeasible, Status.INFEASIBLE, Status.OK))).astype(jnp.int32)
-    return Solution(n_int, status, jnp.where(invalid, 0.0, achieved))
+    # (+0 where it is 0: -expm1(0) is -0)
+    return Solution(n_int, status, jnp.where(invalid | (achieved == 0.0), 0.0, achieved))
 
 
 @jax.jit

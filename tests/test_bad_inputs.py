@@ -161,6 +161,20 @@ class BadInputSuite(BackendSuite):
         assert int(as_np(sol.status)) == Status.INFEASIBLE and int(as_np(sol.n)) == 5
         assert elapsed < 0.5
 
+    def test_zero_probabilities_are_positive_zero(self, dtype):
+        # -expm1(0) is -0, which the CLI printed as "P(success) = -0"
+        near, far = tn(0.8, 0.1, dtype=dtype), tn(0.0, 0.01, dtype=dtype)  # far: F(0.95) = 1
+        t, c = dtype.type(0.95), dtype.type(0.9)
+        outs = [optscale.min_samples(near, t, c, k=100, n_max=5).achieved,
+                optscale.min_samples(far, t, c).achieved,
+                optscale.min_samples(far, t, c, k=2).achieved,
+                optscale.cost_aware_samples(far, t, dtype.type(0.01)).achieved,
+                optscale.best_of_n_prob(far, t, 4), optscale.k_of_n_prob(far, t, 4, 2),
+                optscale.k_of_n_prob(near, t, 3, 4)]
+        for out in outs:
+            out = as_np(out)
+            assert out == 0.0 and not np.signbit(out), outs
+
     def test_point_mass_is_infeasible_not_a_negative_n(self, f64):
         for k in (1, 2):
             sol = optscale.min_samples(tn(0.9, 1e-200), 0.95, 0.9, k=k)
