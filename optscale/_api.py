@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optscale import _family_solve
-from optscale._args import checked_dist, numeric
+from optscale._args import checked_dist, numeric, widened
 from optscale._backend import _is_jax_array, select
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, query_checks
 from optscale._family import ScoreDistribution
@@ -222,7 +222,8 @@ def best_of_n_prob(dist: Any, target: Any, n: Any) -> Any:
     else:
         out = select(dist, target, n).best_of_n_prob(dist, target, n)
     oxp = _xp(out)
-    out = oxp.where(oxp.asarray(n) == 0, oxp.zeros((), out.dtype), out)
+    # (and +0 for a 0 from -expm1(0), F = 1: -0 prints as "-0")
+    out = oxp.where((oxp.asarray(n) == 0) | (out == 0), oxp.zeros((), out.dtype), out)
     return _domain("best_of_n_prob", out, [_count_rules(xp, "n", n, integer=False, low=0)])
 
 
@@ -240,7 +241,8 @@ def k_of_n_prob(dist: Any, target: Any, n: Any, k: Any) -> Any:
     else:
         out = select(dist, target, n, k).k_of_n_prob(dist, target, n, k)
     oxp = _xp(out)
-    out = oxp.where(oxp.asarray(k) <= 0, oxp.ones((), out.dtype), out)
+    out = oxp.where(oxp.asarray(k) <= 0, oxp.ones((), out.dtype),
+                    oxp.where(out == 0, oxp.zeros((), out.dtype), out))  # (+0, not -0)
     return _domain("k_of_n_prob", out, [_count_rules(xp, "n", n, integer=True, low=0),
                                         _count_rules(xp, "k", k, integer=True, low=0)])
 
@@ -300,7 +302,7 @@ def check_scores(fn: str, scores: Any, mask: Any, low: Any, high: Any,
     xp = np
     if jax_in:
         import jax.numpy as xp  # noqa: F811
-    scores = xp.asarray(scores)
+    scores = widened(xp.asarray(scores))
     if scores.dtype.kind not in "fiu":
         raise TypeError(f"scores must be numeric; got dtype {scores.dtype}")
     if scores.dtype.kind != "f":
@@ -447,7 +449,7 @@ def truncnorm_from_moments(mean: ArrayLike, std: ArrayLike, low: ArrayLike = 0.0
     xp = np
     if jax_in:
         import jax.numpy as xp  # noqa: F811
-    mean, std = xp.asarray(mean), xp.asarray(std)
+    mean, std = widened(xp.asarray(mean)), widened(xp.asarray(std))
     dtype = np.result_type(mean.dtype, std.dtype, np.float32) if not jax_in else \
         xp.result_type(mean, std, float)
     shape = np.broadcast_shapes(mean.shape, std.shape, np.shape(low), np.shape(high))

@@ -15,25 +15,44 @@ import numpy as np
 
 from optscale._backend import _is_jax_array
 
-__all__ = ["checked_dist", "integer", "numeric", "real"]
+__all__ = ["checked_dist", "integer", "numeric", "real", "widened"]
 
 _NUMBER = (int, float, np.integer, np.floating)
 
 
-def numeric(name: str, value: Any) -> Any:
-    """`value` if it is a number or a numeric (integer or float) array; raises otherwise."""
-    if _is_jax_array(value):
+def widened(value: Any) -> Any:
+    """`value` in float32 if it is a float narrower than that (float16, bfloat16, float8), as is
+    otherwise (NumPy and JAX arrays, tracers and scalars alike).
+
+    The solvers' arithmetic needs float32 at least (n up to 2**31, log probabilities of 1e-30,
+    the dtype tables of every backend): narrower floats are promoted as integers are, on every
+    backend and for every public function, and the results come back in float32.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
         return value
+    dtype = np.dtype(dtype)
+    if dtype.itemsize < 4 and (dtype.kind == "f" or dtype.name.startswith(("float", "bfloat"))):
+        return np.float32(value) if isinstance(value, np.generic) else value.astype(np.float32)
+    return value
+
+
+def numeric(name: str, value: Any) -> Any:
+    """`value` if it is a number or a numeric (integer or float) array, floats narrower than
+    float32 widened to it (:func:`widened`); raises otherwise."""
+    if _is_jax_array(value):
+        return widened(value)
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a number or a numeric array; got a bool")
     if isinstance(value, _NUMBER):
-        return value
+        return widened(value)
     if isinstance(value, (list, tuple)) or (hasattr(value, "__array__")
                                            and not isinstance(value, np.ndarray)):
         try:
             value = np.asarray(value)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{name} must be a rectangular numeric array; got {err}") from None
+    value = widened(value)
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a number or a numeric array; got "
                         f"{type(value).__name__}")

@@ -120,7 +120,8 @@ def exceedance_min_samples(k: Any, n: Any, confidence: Any, a: Any = 1.0, b: Any
         lo = np.where(ok, lo, mid + 1)
     n_star = np.where(valid & feasible, hi, float(n_max))
     status = np.where(~valid, Status.INVALID, np.where(feasible, Status.OK, Status.INFEASIBLE))
-    achieved = np.where(valid, -np.expm1(_log_miss(alpha, beta, n_star)), np.nan)
+    # (0 - expm1: +0, not -0, where nothing is ever met)
+    achieved = np.where(valid, 0.0 - np.expm1(_log_miss(alpha, beta, n_star)), np.nan)
     return Solution(n_star.astype(np.int64), status.astype(np.int32), achieved)
 
 
@@ -159,7 +160,7 @@ def _jax_min_samples():
         n_star = jnp.where(valid & feasible, hi, float(n_max))
         status = jnp.where(~valid, Status.INVALID,
                            jnp.where(feasible, Status.OK, Status.INFEASIBLE))
-        achieved = jnp.where(valid, -jnp.expm1(log_miss(n_star)), jnp.nan)
+        achieved = jnp.where(valid, 0.0 - jnp.expm1(log_miss(n_star)), jnp.nan)
         return Solution(n_star.astype(jnp.int32), status.astype(jnp.int32), achieved)
 
     return solve

@@ -106,7 +106,8 @@ def _solve(xp: Xp, dist: ScoreDistribution, target, extra, k, n_min, n_max, *, k
     m = n.where(trivial, n_trivial, n.where(infeasible, n_infeasible, m))
     m = n.clip(m, n_lo, n_hi)
     m = n.broadcast_to(n.where(invalid, n.asarray(n_max, dtype), m), shape)
-    got = n.where(invalid, 0.0, achieved(m))
+    got = achieved(m)
+    got = n.where(invalid | (got == 0.0), 0.0, got)  # (+0: -expm1(0) is -0)
     return (m.astype(n.int32), n.broadcast_to(status, shape).astype(n.int32),
             n.broadcast_to(got, shape).astype(dtype))
 

@@ -438,8 +438,9 @@ cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, dou
         ok_hi = <floating>_log_binom_lower(ls, lf, hi, kf) <= l1mc
     if not ok_hi or lo > n_hi:
         n_out[0], status_out[0] = <int>n_hi, INFEASIBLE
-        achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, n_hi,
-                                                                               kf)))
+        # (0 - expm1: +0, not -0, where the tail is 0 (k > n, or S = 0))
+        achieved_out[0] = <floating>(0.0 - expm1(
+            <double><floating>_log_binom_lower(ls, lf, n_hi, kf)))
         return
     while lo < hi:
         mid = floor(0.5 * (lo + hi))
@@ -448,7 +449,7 @@ cdef inline void _solve_probability(floating lf, floating ls, floating l1mc, dou
         else:
             lo = mid + 1.0
     n_out[0], status_out[0] = <int>hi, OK
-    achieved_out[0] = <floating>(-expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
+    achieved_out[0] = <floating>(0.0 - expm1(<double><floating>_log_binom_lower(ls, lf, hi, kf)))
 
 
 cdef inline double _lower_sum(double n, double lf, double r, double kf,
@@ -579,7 +580,7 @@ cdef inline bint _k_decide(double lfd, double dlf, double lsd, double dls, doubl
                                 _margin(<double>ls, dls, log_size, eps), eps, n_exact):
         return False
     n_out[0], status_out[0] = <int>n, OK
-    achieved_out[0] = <floating>(-expm1(<double><floating>at_n))
+    achieved_out[0] = <floating>(0.0 - expm1(<double><floating>at_n))
     return True
 
 
@@ -766,7 +767,7 @@ def cost_aware_samples(const floating[:] mu, const floating[:] sigma, const floa
         else:
             out_n[i], out_status[i] = <int>min(max(n, n_lo), n_hi), OK
         n_f = <floating>out_n[i]
-        out_achieved[i] = <floating>(-expm1(<double>(n_f * lf)))
+        out_achieved[i] = <floating>(0.0 - expm1(<double>(n_f * lf)))
 
 
 # ----------------------------------------------------------------------------- expected best

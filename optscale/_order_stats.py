@@ -99,7 +99,9 @@ def _lower_terms(ls, lf, n, k, with_mean: bool, k_max: int | None = None):
         for j in range(1, k_max):
             carry = body(j + zero, carry)
         return carry[1], carry[2]
-    k_top = jnp.max(k, initial=1).astype(jnp.int32)  # initial: an empty batch
+    # (initial: an empty batch; elements with n < k are 0 without the sum, so a k far above
+    # n costs no rounds)
+    k_top = jnp.max(jnp.where(n >= k, k, 1.0), initial=1).astype(jnp.int32)
     _, acc, mean_j = lax.fori_loop(1, k_top, body, carry)
     return acc, mean_j
 

@@ -321,7 +321,11 @@ def best_of_n_quantile(dist: Any, q: Any, n: Any) -> np.ndarray:
 
 
 def log_binom_lower(log_s, log_f, n, k):
-    """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f."""
+    """log P(Bin(n, s) <= k-1): k terms by the ratio recurrence, in the dtype of log_f.
+
+    Elements with n < k are 0 (the whole distribution) without the recurrence: it runs to the
+    largest k among the others only (a k far above n costs nothing, as in the other backends).
+    """
     log_s, log_f, n, k = np.broadcast_arrays(log_s, log_f, n, k)
     dtype = log_f.dtype
     f_zero, s_zero = log_f == -np.inf, log_s == -np.inf
@@ -330,7 +334,7 @@ def log_binom_lower(log_s, log_f, n, k):
     with np.errstate(all="ignore"):
         term = (n * lf).astype(dtype)
         acc = term.copy()
-        for j in range(1, int(np.max(k, initial=1))):
+        for j in range(1, int(np.max(k, where=n >= k, initial=1))):
             term = (term + np.log(np.maximum(n - j + 1, 0) / np.asarray(j, dtype)) + step)
             acc = np.where(j < k, np.logaddexp(acc, term), acc).astype(dtype)
     acc = np.where(n < k, 0.0, np.minimum(acc, 0.0))
@@ -368,8 +372,9 @@ def _ceil_exact(log_f, log_bound):
     """Smallest integer n >= 0 with n * log_f <= log_bound, exact in the dtype of log_f."""
     with np.errstate(all="ignore"):
         n = np.maximum(np.ceil(log_bound / log_f), 0.0).astype(log_f.dtype)
-        n = np.where(n * log_f > log_bound, n + 1, n)
-        n = np.where((n >= 1) & ((n - 1) * log_f <= log_bound), n - 1, n)
+        n = np.where(n * log_f > log_bound, _next_n(n), n)
+        before = _prev_n(n)  # (n -+ 1 as the dtype holds them, see _next_n)
+        n = np.where((n >= 1) & (before * log_f <= log_bound), before, n)
     return n.astype(log_f.dtype)
 
 
@@ -396,14 +401,33 @@ def _fast_logcdf(dist, t, log1mc, n_lo, n_hi, shape, dtype):
     return log_f
 
 
+def _next_n(n):
+    """The smallest integer above n that n's dtype holds: n + 1 where that is exact (below
+    2**24 in float32), the next float above beyond (float32 rounds n + 1 back to n there)."""
+    n = np.asarray(n)
+    return np.maximum(n + 1, np.nextafter(n, np.asarray(np.inf, n.dtype)))
+
+
+def _prev_n(n):
+    """The largest integer below n that n's dtype holds (see :func:`_next_n`)."""
+    n = np.asarray(n)
+    return np.minimum(n - 1, np.nextafter(n, np.asarray(-np.inf, n.dtype)))
+
+
 def _bisect(cond, lo, hi):
-    """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once."""
+    """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once.
+
+    Over the integers the dtype holds, as the JAX version (optscale/_solve.py): the probe stays
+    below hi and a failing probe's successor is the next float, so every round shrinks every
+    open bracket (about log2 of its width rounds; above 2**24 in float32 the answer is exact to
+    float32's spacing). Below 2**24 the steps are the plain midpoint and n + 1."""
     lo, hi = lo.copy(), hi.copy()
     while np.any(lo < hi):
         open_ = lo < hi
         mid = np.floor(0.5 * (lo + hi))
+        mid = np.clip(mid, lo, np.maximum(_prev_n(hi), lo))
         ok = cond(mid)
-        lo = np.where(open_ & ~ok, mid + 1, lo)
+        lo = np.where(open_ & ~ok, _next_n(mid), lo)
         hi = np.where(open_ & ok, mid, hi)
     return hi
 
@@ -429,7 +453,9 @@ def _result(shape, dtype, n, status_parts, n_min, n_max, n_trivial, n_infeasible
                                                          np.nan_to_num(n).astype(np.int64)))
     n = np.where(invalid, np.maximum(ints["n_max"], 1), n)
     n = np.broadcast_to(n, shape).astype(np.int32)
-    achieved = np.where(invalid, 0.0, achieved_fn(n.astype(dtype)))
+    achieved = achieved_fn(n.astype(dtype))
+    # (+0 where it is 0: -expm1(0) is -0, which prints as "-0")
+    achieved = np.where(invalid | (achieved == 0.0), 0.0, achieved)
     return Solution(n, np.broadcast_to(status, shape).astype(np.int32),
                     np.broadcast_to(achieved, shape).astype(dtype))
 

@@ -41,9 +41,21 @@ def _ceil_exact(log_f, log_bound):
     no fused multiply-add can round it differently from a plain evaluation.
     """
     n = jnp.maximum(jnp.ceil(log_bound / log_f), 0.0)
-    n = jnp.where(n * log_f > log_bound, n + 1.0, n)
-    n = jnp.where((n >= 1.0) & ((n - 1.0) * log_f <= log_bound), n - 1.0, n)
+    n = jnp.where(n * log_f > log_bound, next_n(n), n)
+    before = prev_n(n)  # (n -+ 1 as the dtype holds them: above 2**24 float32 rounds n + 1)
+    n = jnp.where((n >= 1.0) & (before * log_f <= log_bound), before, n)
     return n
+
+
+def next_n(n):
+    """The smallest integer above n that the dtype holds: n + 1 where that is exact (below
+    2**24 in float32), the next float above (n + 2, n + 4, ...) beyond."""
+    return jnp.maximum(n + 1.0, jnp.nextafter(n, jnp.asarray(jnp.inf, n.dtype)))
+
+
+def prev_n(n):
+    """The largest integer below n that the dtype holds (see :func:`next_n`)."""
+    return jnp.minimum(n - 1.0, jnp.nextafter(n, jnp.asarray(-jnp.inf, n.dtype)))
 
 
 def _bisect(cond, lo, hi, shape, guess=None):
@@ -53,16 +65,23 @@ def _bisect(cond, lo, hi, shape, guess=None):
     a ``guess`` of the answer, the first two rounds try guess - 1 and guess instead (a right
     guess closes the bracket), and only those rounds run: the caller goes on with the
     brackets returned, (lo, hi).
+
+    The search runs over the integers the dtype holds: above 2**24 in float32, n + 1 and the
+    midpoint round (n + 1 back to n), so the probe is kept below hi and the step past a failing
+    probe goes to the next float (:func:`next_n`); every round still shrinks the bracket, and
+    the answer is the smallest float32 n with cond(n), exact to float32's spacing there. Below
+    2**24 these are the plain n + 1 and midpoint, so the answers are unchanged.
     """
 
     def step(state):
         lo, hi, round_ = state
         mid = jnp.floor(0.5 * (lo + hi))
         if guess is not None:
-            mid = jnp.clip(guess - 1.0 + round_, lo, jnp.maximum(hi - 1.0, lo))
+            mid = guess - 1.0 + round_
+        mid = jnp.clip(mid, lo, jnp.maximum(prev_n(hi), lo))
         ok = cond(mid)
         open_ = lo < hi
-        return (jnp.where(open_ & ~ok, mid + 1.0, lo), jnp.where(open_ & ok, mid, hi),
+        return (jnp.where(open_ & ~ok, next_n(mid), lo), jnp.where(open_ & ok, mid, hi),
                 round_ + 1.0)
 
     def going(state):
@@ -87,7 +106,9 @@ def _finish(shape, n, invalid, trivial, infeasible, n_min, n_max, n_trivial, n_i
     n = jnp.where(n <= n_min, ints["n_min"],
                   jnp.where(n >= n_max, ints["n_max"], n.astype(jnp.int32)))
     n = jnp.broadcast_to(jnp.where(invalid, jnp.maximum(ints["n_max"], 1), n), shape)
-    achieved = jnp.where(invalid, 0.0, achieved_fn(n))
+    achieved = achieved_fn(n)
+    # (+0 where it is 0: -expm1(0) is -0, which prints as "-0")
+    achieved = jnp.where(invalid | (achieved == 0.0), 0.0, achieved)
     return Solution(n, jnp.broadcast_to(status, shape), jnp.broadcast_to(achieved, shape))
 
 
@@ -194,9 +215,9 @@ def _k_of_n_parts(q, log_f, log_s, k_max=None):
     beyond = ~b.done & ~holds & (m >= n_hi)  # cond fails at the budget
     final = jnp.where(beyond, n_hi, m)
     # (the others: an empty bracket, cond known)
-    hi_rest = jnp.where(rest, jnp.where(holds, m - 1.0, jnp.clip(b.chernoff, m + 1.0, n_hi)),
+    hi_rest = jnp.where(rest, jnp.where(holds, prev_n(m), jnp.clip(b.chernoff, next_n(m), n_hi)),
                         m)
-    lo_rest = jnp.where(rest, jnp.where(holds, lo, m + 1.0), hi_rest)
+    lo_rest = jnp.where(rest, jnp.where(holds, lo, next_n(m)), hi_rest)
     args = (ls, lf, kf, log1mc, lo_rest, hi_rest, ~rest | holds, n_hi)
     final, infeasible_rest, tail_final = _on_rest(
         rest, partial(_k_of_n_bisect, k_max=k_max), args,
@@ -236,7 +257,7 @@ def _k_of_n_check_parts(q, b, m, k_max):
         return os_.log_binom_lower(b.ls, b.lf, n, q.kf, k_max=k_max)
 
     tail_m = lower_tail(m)
-    holds, holds_before = tail_m <= q.log1mc, lower_tail(m - 1.0) <= q.log1mc
+    holds, holds_before = tail_m <= q.log1mc, lower_tail(prev_n(m)) <= q.log1mc
     ok = ~b.done & holds & ((m <= b.lo) | ~holds_before)
     beyond = ~b.done & ~holds & (m >= q.n_hi)  # cond fails at the budget
     # the rest: cond(m - 1) holds (the answer is below m) or cond(m) fails (above m)
@@ -248,7 +269,10 @@ def _k_of_n_guess(q, b, k_max):
     final n."""
     hi = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(b.chernoff, b.lo, q.n_hi))
     final_done = _final_n(q, hi, b.pre_infeasible, jnp.maximum(q.kf, q.n_lo))
-    root = _k_of_n_root(b.ls, b.lf, q.kf, q.log1mc, b.lo, jnp.maximum(b.chernoff, b.lo), k_max)
+    # (k = 1 where the element is settled: its root is not used, and its k, far above n_max
+    # perhaps, would set the loop's length)
+    root = _k_of_n_root(b.ls, b.lf, jnp.where(b.done, 1.0, q.kf), q.log1mc, b.lo,
+                        jnp.maximum(b.chernoff, b.lo), k_max)
     m = jnp.where(q.kf <= 1.0, b.lo, jnp.clip(jnp.ceil(root), b.lo, q.n_hi))
     return jnp.where(b.done, final_done, m)
 

@@ -170,7 +170,8 @@ def _finish_impl(code, confidence, n_min, n_max):
     achieved = jnp.where(trivial, 1.0, -jnp.expm1(final * jnp.where(never, 0.0, log_f)))
     status = jnp.where(invalid, Status.INVALID, jnp.where(trivial, Status.TRIVIAL, jnp.where(
         infeasible, Status.INFEASIBLE, Status.OK))).astype(jnp.int32)
-    return Solution(n_int, status, jnp.where(invalid, 0.0, achieved))
+    # (+0 where it is 0: -expm1(0) is -0)
+    return Solution(n_int, status, jnp.where(invalid | (achieved == 0.0), 0.0, achieved))
 
 
 @jax.jit
@@ -297,7 +298,7 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
     def evaluate(n):  # E[best of n] by the public program, on the batch's own shape
         return np.asarray(_public_expected(dist, jnp.asarray(n.astype(dtype).reshape(shape))))
 
-    e_m, e_prev = evaluate(m).reshape(-1), evaluate(np.maximum(m - 1, 1)).reshape(-1)
+    e_m, e_prev = evaluate(m).reshape(-1), evaluate(np.maximum(_prev_n(m), 1)).reshape(-1)
     with np.errstate(invalid="ignore"):
         holds, holds_before = e_m >= target_b, e_prev >= target_b
     beyond = ~(invalid | trivial) & (unreachable | (~holds & (m >= n_hi)))
@@ -310,6 +311,17 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
         final[rest], infeasible[rest], achieved[rest] = n, fails, e
     flat = (final, invalid, trivial, infeasible, achieved, n_lo, n_hi)
     return _expected_finish(*(v.reshape(shape) for v in flat), n_min=n_min, n_max=n_max)
+
+
+def _next_n(n):
+    """The smallest integer above n that n's dtype holds (n + 1, or the next float where
+    float32 rounds n + 1 back to n, above 2**24)."""
+    return np.maximum(n + 1, np.nextafter(n, np.asarray(np.inf, n.dtype)))
+
+
+def _prev_n(n):
+    """The largest integer below n that n's dtype holds (see :func:`_next_n`)."""
+    return np.minimum(n - 1, np.nextafter(n, np.asarray(-np.inf, n.dtype)))
 
 
 def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
@@ -326,22 +338,25 @@ def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
     # lo: the largest n known to fail (n_lo - 1 once nothing below n_lo is left), hi: the
     # smallest known to hold (inf: not yet found)
     lo = np.where(below, -np.inf, start)
-    hi = np.where(below, start - 1, np.inf)
+    hi = np.where(below, _prev_n(start), np.inf)
     lo = np.where(below & (hi <= n_lo), n_lo - 1, lo)
     step = np.ones_like(start)
     e_hi = np.full_like(start, np.nan)
     for round_ in range(200):  # (bounded: each round halves a bracket or doubles a step)
         down = np.isinf(lo)  # galloping down from a known hi
         up = np.isinf(hi) & (lo < n_hi)  # up from a known lo: m + 1, then n_max
-        halve = np.isfinite(lo) & np.isfinite(hi) & (hi - lo > 1)
+        # (an integer between lo and hi that the dtype holds: above 2**24 float32 steps by 2+)
+        inner_lo, inner_hi = _next_n(lo), _prev_n(hi)
+        halve = np.isfinite(lo) & np.isfinite(hi) & (inner_lo <= inner_hi)
         moving = down | up | halve
         if not np.any(moving):
             break
         # (halving a bracket opened above m: gallop from its bottom first, the answer is near)
         gallop = halve & ~below & (step < 0.5 * (hi - lo))
         probe = np.where(down, np.maximum(hi - step, n_lo),
-                         np.where(up, np.where(round_ == 0, lo + 1.0, n_hi),
-                                  np.where(gallop, lo + step, np.floor(0.5 * (lo + hi)))))
+                         np.where(up, np.where(round_ == 0, _next_n(lo), n_hi),
+                                  np.where(gallop, lo + step, np.clip(
+                                      np.floor(0.5 * (lo + hi)), inner_lo, inner_hi))))
         points = m.copy()
         points[rest] = np.where(moving, probe, start)
         e = evaluate(points).reshape(-1)[rest]

@@ -8,6 +8,7 @@ to an OK status, and every backend gives the same answer and status on the same 
 from __future__ import annotations
 
 import itertools
+import time
 
 import mpmath as mp
 import numpy as np
@@ -146,6 +147,33 @@ class BadInputSuite(BackendSuite):
             assert int(as_np(sol.status)) == Status.INFEASIBLE
             assert int(as_np(sol.n)) == optscale.N_MAX_DEFAULT
             assert float(as_np(sol.achieved)) == 0.0
+
+    def test_k_far_above_n_costs_no_time(self):
+        # P(k of n) = 0 for k > n by definition: no sum over j < k (10**7 terms took 90 s on
+        # the NumPy backend, 1 s on JAX), in the probability or the solver's achieved value.
+        d = tn(0.8, 0.1)
+        for k in (20, 10**7):  # (the first compiles, k above the unrolled sizes)
+            start = time.perf_counter()
+            p = optscale.k_of_n_prob(d, 0.9, 3, k)
+            sol = optscale.min_samples(d, 0.9, 0.9, k=k, n_max=5)
+            elapsed = time.perf_counter() - start
+        assert float(as_np(p)) == 0.0 and float(as_np(sol.achieved)) == 0.0
+        assert int(as_np(sol.status)) == Status.INFEASIBLE and int(as_np(sol.n)) == 5
+        assert elapsed < 0.5
+
+    def test_zero_probabilities_are_positive_zero(self, dtype):
+        # -expm1(0) is -0, which the CLI printed as "P(success) = -0"
+        near, far = tn(0.8, 0.1, dtype=dtype), tn(0.0, 0.01, dtype=dtype)  # far: F(0.95) = 1
+        t, c = dtype.type(0.95), dtype.type(0.9)
+        outs = [optscale.min_samples(near, t, c, k=100, n_max=5).achieved,
+                optscale.min_samples(far, t, c).achieved,
+                optscale.min_samples(far, t, c, k=2).achieved,
+                optscale.cost_aware_samples(far, t, dtype.type(0.01)).achieved,
+                optscale.best_of_n_prob(far, t, 4), optscale.k_of_n_prob(far, t, 4, 2),
+                optscale.k_of_n_prob(near, t, 3, 4)]
+        for out in outs:
+            out = as_np(out)
+            assert out == 0.0 and not np.signbit(out), outs
 
     def test_point_mass_is_infeasible_not_a_negative_n(self, f64):
         for k in (1, 2):
@@ -304,6 +332,42 @@ class BadInputSuite(BackendSuite):
                     optscale.best_of_n_prob(d, t, 4), optscale.k_of_n_prob(d, t, 4, 2),
                     optscale.expected_best(d, 4), d.logcdf(t), d.logcdf(0.95)):
             assert as_np(out).dtype == np.float32
+
+    def test_half_precision_computes_in_float32(self):
+        # float16 (and bfloat16) are widened to float32 by every public function, as integers
+        # are to float: the same answers as float32 input, float32 out, no warnings
+        import warnings
+
+        halves = [np.float16]
+        if self.backend == "jax":
+            import jax.numpy as jnp
+
+            halves += [lambda v: jnp.asarray(v, jnp.float16),
+                       lambda v: jnp.asarray(v, jnp.bfloat16)]
+
+        def run(cast):
+            d = optscale.TruncatedNormal(cast([0.8, 0.6]), cast([0.1, 0.2]))
+            t, c = cast(0.9), cast(0.9)
+            return [*optscale.min_samples(d, t, c), *optscale.min_samples(d, t, c, k=2),
+                    *optscale.min_samples(d, t, criterion="expected"),
+                    *optscale.cost_aware_samples(d, t, cast(0.01)),
+                    optscale.best_of_n_prob(d, t, 4), optscale.k_of_n_prob(d, t, 4, 2),
+                    optscale.expected_best(d, 4), d.logcdf(t), d.mean,
+                    optscale.fit_truncnorm(cast([[0.2, 0.5, 0.7]])).mu,
+                    optscale.truncnorm_from_moments(cast(0.7), cast(0.1))[0]]
+
+        # the float32 values of the half-precision inputs
+        expected = run(lambda v: np.asarray(np.float16(v), np.float32))
+        for half in halves:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = run(half)
+            other_values = half(0.9).dtype != np.float16  # (bfloat16 rounds otherwise)
+            for g, e in zip(got, expected, strict=True):
+                g = as_np(g)
+                assert g.dtype == as_np(e).dtype
+                if not other_values:
+                    np.testing.assert_array_equal(g, as_np(e))
 
     def test_empty_batches(self, dtype):
         d = tn(np.zeros(0), np.zeros(0), dtype=dtype)
