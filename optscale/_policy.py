@@ -299,7 +299,9 @@ class OptScale(Policy):
         """How well each family describes each question's scores ([B, n], ragged via
         ``mask``): a :class:`optscale.FamilyChoice` (BIC per family and the choice) and the KS
         goodness of fit of every family, ``{family: GoodnessOfFit}``. Run it on a sample of
-        questions with many scores to see whether the truncated normal suits a verifier.
+        questions with many scores to see whether the truncated normal suits a verifier. A
+        non-finite score (NaN: drawn but not scored) is left out of the fits, as in
+        :meth:`update`.
 
         Example:
             >>> import numpy as np, optscale
@@ -310,7 +312,15 @@ class OptScale(Policy):
             >>> choice.chosen, bool(gof["truncnorm"].pvalue[0] < 0.01)
             (['mixture'], True)
         """
-        scores = np.clip(np.atleast_2d(np.asarray(scores, np.float64)), self.low, self.high)
+        scores = np.atleast_2d(np.asarray(scores, np.float64))
+        finite = np.isfinite(scores)
+        if not finite.all():
+            if mask is None:
+                mask = finite
+            elif np.shape(mask) == scores.shape:  # a mask of another shape: the fit says so
+                mask = np.asarray(mask, bool) & finite
+            scores = np.where(finite, scores, self.low)
+        scores = np.clip(scores, self.low, self.high)
         choice = choose_family(scores, mask, low=self.low, high=self.high)
         gof = {f: goodness_of_fit(fit.dist, scores, mask) for f, fit in choice.fits.items()}
         return choice, gof

@@ -57,6 +57,30 @@ def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys, numpy_
     assert main(["diagnose", str(tmp_path / "missing.npz")]) == 2
 
 
+def test_diagnose_leaves_unscored_samples_out(tmp_path, capsys, numpy_backend):
+    lines = ['{"id": "a", "samples": [{"score": 0.5}, {"score": 0.7}, {"score": 0.6}]}',
+             '{"id": "b", "samples": [{"score": 0.2}, {"score": null}, {"score": 0.4}, '
+             '{"score": 0.3}]}',
+             '{"id": "c", "samples": [{"score": null}]}']
+    with_null = tmp_path / "null.jsonl"
+    with_null.write_text("\n".join(lines) + "\n")
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(lines[0] + "\n" + lines[1].replace('{"score": null}, ', "") + "\n")
+    assert main(["diagnose", str(with_null)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "- question b: 1 of its 4 samples are unscored (null) and left out" in out
+    assert "| c | 0 | n/a |" in out
+    table = [row for row in out.splitlines() if row.startswith(("| a ", "| b "))]
+    assert main(["diagnose", str(clean)]) == 0
+    assert table == [row for row in capsys.readouterr().out.splitlines()
+                     if row.startswith(("| a ", "| b "))]
+    only_null = tmp_path / "only_null.jsonl"
+    only_null.write_text(lines[2] + "\n")
+    assert main(["diagnose", str(only_null)]) == 2
+    assert "has a scored sample" in capsys.readouterr().err
+
+
 def test_replay_runs_the_other_families(tmp_path, capsys):
     path = tmp_path / "pool.npz"
     save_npz(labelled_pool(size=20), str(path))
