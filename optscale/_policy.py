@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optscale import _api
-from optscale._args import integer, real
+from optscale._args import real
 from optscale._beta import Beta, beta_from_moments
 from optscale._distribution import TruncatedNormal
 from optscale._exceedance import exceedance_min_samples
@@ -58,7 +58,7 @@ from optscale._family_fit import (
 )
 from optscale._selection import Selection
 from optscale._solution import Status
-from optscale.policies._base import Decision, Policy, PolicyState, Step
+from optscale.policies._base import Decision, Policy, PolicyState, Step, count
 
 __all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop",
            "solve_criterion"]
@@ -188,7 +188,7 @@ class OptScale(Policy):
             real(owner, name, getattr(self, name))
         for name, low in (("n_peek", 0), ("n_max", 1), ("round_size", 1), ("k", 1),
                           ("gh_points", 1)):
-            integer(owner, name, getattr(self, name), low)
+            count(owner, name, getattr(self, name), low)
         for name in ("prior_std", "exceedance_prior"):
             pair = getattr(self, name)
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
