@@ -14,6 +14,7 @@ batches. NPZ files are read whole (the format has no streaming reader).
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import sys
 from collections.abc import Callable, Iterator
@@ -89,7 +90,9 @@ def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                     or "\x0b" in text or "\x0c" in text):
                 raise _Restart
             lines = text[:-1].split("\n")
-            if max(map(len, lines)) * 4 > MAX_LINE_BYTES:
+            # a line that may hold a field beyond csv's limit: the line reader refuses it (a
+            # 200,000-digit number read here was inf, an INVALID row, not the error)
+            if max(map(len, lines)) > min(MAX_LINE_BYTES // 4, csv.field_size_limit()):
                 raise _Restart
             for start in range(0, len(lines), CHUNK_ROWS):
                 part = lines[start:start + CHUNK_ROWS]
@@ -259,8 +262,6 @@ class _CsvWriter:
 
     @staticmethod
     def _row_text(row: list[str]) -> str:
-        import csv
-
         buf = io.StringIO()
         csv.writer(buf).writerow(row)
         return buf.getvalue()
@@ -276,8 +277,6 @@ class _CsvWriter:
             flat[3::4] = achieved.astype(np.float64).tolist()
             self.fh.write(("%s,%d,%s,%.6g\r\n" * size) % tuple(flat))
             return
-        import csv
-
         writer = csv.writer(self.fh)
         rows = chunk.echo if isinstance(chunk.echo, list) else _batch_text(chunk.echo)
         ach = [f"{a:.6g}" for a in achieved.tolist()]

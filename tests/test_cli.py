@@ -180,6 +180,14 @@ def test_a_late_bad_field_is_named_with_its_line(tmp_path, capsys, small_chunks)
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_a_field_beyond_the_csv_limit_is_refused_by_the_bulk_reader_too(tmp_path, capsys):
+    # the bulk reader took a 200,000-digit confidence as inf (an INVALID row, exit 0)
+    src = _write_csv(tmp_path / "q.csv", ["a,0.9,0.1,0.95,0.9", "b,0.9,0.1,0.95," + "9" * 200_000])
+    assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "--backend", "numpy"]) == 2
+    assert f"{src}:3: a field is longer than" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+
+
 def test_k_of_ones_takes_the_closed_form(tmp_path, capsys, monkeypatch):
     seen = []
     solve = optscale.min_samples
