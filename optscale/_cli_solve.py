@@ -7,8 +7,9 @@ would write for them). The first block that is not plain, or that fails a conver
 the whole file start over on the line-by-line reader of :mod:`optscale.cli` (``_lines``,
 ``split_csv_line``, ``parse_header``, ``parse_value``), which names the file, line and column
 of any bad field; the output goes to a temporary file until the end, so a restart or an error
-leaves nothing behind. Parquet (the ``parquet`` extra, pyarrow) is read and written by record
-batches. NPZ files are read whole (the format has no streaming reader).
+leaves nothing behind (stdout too: it gets the file's copy once every row is solved).
+Parquet (the ``parquet`` extra, pyarrow) is read and written by record batches. NPZ files are
+read whole (the format has no streaming reader).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -376,14 +379,13 @@ def stream_solve(path: str, output: str | None, solve: Callable[[dict], Any], cr
     to_parquet = output is not None and output.lower().endswith(".parquet")
     if to_parquet:
         _pyarrow()
-    # (stdout cannot be taken back, so it never starts over: it reads line by line)
-    plain = output is not None
+    plain = True
     while True:
         totals = Totals()
         try:
             names, chunks = _open_source(path, criterion, plain)
             if output is None:
-                target: Any = contextlib.nullcontext(sys.stdout)
+                target: Any = _spooled_stdout()
             else:
                 target = open_output(output, "--output", binary=to_parquet)
             # (delay: no bar for inputs solved in a moment)
@@ -400,6 +402,17 @@ def stream_solve(path: str, output: str | None, solve: Callable[[dict], Any], cr
             return totals
         except _Restart:
             plain = False
+
+
+@contextlib.contextmanager
+def _spooled_stdout() -> Iterator[IO[str]]:
+    """A temporary file copied to stdout only when the block ends without an error: a bad
+    field deep in the input leaves stdout empty, as ``--output`` leaves no file (the copy goes
+    in 1 MiB pieces: memory stays bounded)."""
+    with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as spool:
+        yield spool
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout, 1 << 20)
 
 
 def _count(totals: Totals, chunk: Chunk, status: np.ndarray, criterion: str,

@@ -188,6 +188,31 @@ def test_a_field_beyond_the_csv_limit_is_refused_by_the_bulk_reader_too(tmp_path
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_stdout_gets_nothing_when_a_field_is_bad(tmp_path, capsys, small_chunks):
+    # many solved chunks precede the bad field; stdout cannot be taken back, so it must get
+    # nothing (as --output gets no file), not the header and the rows before the error
+    src, _, _ = _queries_csv(tmp_path / "q.csv", 300, {250: "x,0.5,abc,0.95,0.9"})
+    assert main(["solve", "-i", src, "--backend", "numpy"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().endswith(f"{src}:252: column 'sigma': cannot read 'abc' "
+                                              "as a number")
+    two = _write_csv(tmp_path / "two.csv", ["a,0.5,abc,0.95,0.9"])
+    assert main(["solve", "-i", two, "--backend", "numpy"]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_stdout_gets_what_output_gets(tmp_path, capsys, small_chunks):
+    plain, _, _ = _queries_csv(tmp_path / "plain.csv", 300)
+    odd, _, _ = _queries_csv(tmp_path / "odd.csv", 300, {280: '"q280",0.5,0.1,0.95,0.9'})
+    for src in (plain, odd):  # the bulk reader; a late quote starts over line by line
+        assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "-q",
+                     "--backend", "numpy"]) == 0
+        capsys.readouterr()
+        assert main(["solve", "-i", src, "--backend", "numpy"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 301 and out == (tmp_path / "o.csv").read_bytes().decode()
+
+
 def test_k_of_ones_takes_the_closed_form(tmp_path, capsys, monkeypatch):
     seen = []
     solve = optscale.min_samples
