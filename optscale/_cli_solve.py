@@ -60,7 +60,7 @@ class Totals:
 
 def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                   known: set[str]) -> Iterator[Chunk]:
-    from optscale.cli import INT_COLUMNS, INT_MAX, INT_MIN, MAX_LINE_BYTES
+    from optscale.cli import INT_COLUMNS, INT_MAX, INT_MIN, MAX_LINE_BYTES, numeral
 
     ncols = len(names)
     lineno = first_line
@@ -92,6 +92,9 @@ def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                     or "\n\n" in text or text.startswith("\n") or "\x00" in text
                     or "\x0b" in text or "\x0c" in text):
                 raise _Restart
+            # NumPy, like float(), reads '1_0' as 10 and non-ASCII digits: where the block
+            # has either, a number column that does goes to the line reader (which refuses it)
+            odd = not numeral(text)
             lines = text[:-1].split("\n")
             # a line that may hold a field beyond csv's limit: the line reader refuses it (a
             # 200,000-digit number read here was inf, an INVALID row, not the error)
@@ -108,6 +111,8 @@ def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                         if name not in known:
                             continue
                         column = fields[j::ncols]
+                        if odd and not numeral(",".join(column)):
+                            raise _Restart
                         if name in INT_COLUMNS:
                             values = np.array(column, dtype=np.int64)
                             if values.size and (values.min() < INT_MIN or values.max() > INT_MAX):

@@ -213,6 +213,40 @@ def test_stdout_gets_what_output_gets(tmp_path, capsys, small_chunks):
         assert out.count("\n") == 301 and out == (tmp_path / "o.csv").read_bytes().decode()
 
 
+@pytest.mark.parametrize("field,column", [("1_0", "mu"), ("0.9_5", "target"),
+                                          ("\uff10.5", "mu"), ("1_0", "k")])
+def test_digit_separators_and_other_digits_are_not_numbers(tmp_path, capsys, small_chunks,
+                                                          field, column):
+    # float() and NumPy read '1_0' as 10 (and full-width digits): solve echoed '1_0' with n
+    # for 10; on both readers (a plain block and the line reader) it is now a bad field
+    kind = "an integer" if column == "k" else "a number"
+    rows = {"mu": "0.5", "sigma": "0.1", "target": "0.95", "confidence": "0.9", "k": "1"}
+    rows[column] = field
+    for odd in ("", " "):  # a space sends the file to the line reader
+        src = _write_csv(tmp_path / "q.csv", [f"q_{i},0.5,0.1,0.95,0.9,1" for i in range(200)]
+                         + [odd + ",".join(["x", *rows.values()])],
+                         header="id,mu,sigma,target,confidence,k")
+        assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "-q"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"optscale solve: {src}:202: column '{column}': cannot read {field!r} as {kind}")
+    assert main(["solve", f"--{column}", field, "--sigma", "0.1", "--confidence", "0.9"]) == 2
+    assert f"expected {kind}, got {field!r}" in capsys.readouterr().err
+
+
+def test_ids_with_underscores_and_other_letters_keep_the_bulk_reader(tmp_path, capsys,
+                                                                   monkeypatch):
+    from optscale import _cli_solve
+
+    def no_restart(*args):
+        raise AssertionError("read line by line")
+
+    monkeypatch.setattr(_cli_solve, "_line_chunks", no_restart)
+    src = _write_csv(tmp_path / "q.csv",
+                     ["q_1,0.9,0.1,0.95,0.9", "\u00e9t\u00e9_2,0.7,0.15,0.9,0.5"])
+    rows, _ = _solve_rows(src, str(tmp_path / "o.csv"), capsys)
+    assert [r["id"] for r in rows] == ["q_1", "\u00e9t\u00e9_2"] and rows[0]["n"] == "12"
+
+
 def test_k_of_ones_takes_the_closed_form(tmp_path, capsys, monkeypatch):
     seen = []
     solve = optscale.min_samples
