@@ -199,6 +199,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     held, ins = result.heldout, result.in_sample
     cost = result.evaluation.cost_name
+    if not ins["objective_met"]:  # the documented fallback, said out loud
+        if objective.kind == "budget":
+            print(f"optscale tune: no setting meets --token-budget {objective.value:g} "
+                  f"(cheapest: {ins[cost]:,.1f} {cost} per question); wrote the cheapest",
+                  file=sys.stderr)
+        else:
+            print(f"optscale tune: no setting reaches --target-accuracy {objective.value:g} "
+                  f"(best: {100 * ins['accuracy']:.1f} %); wrote the most accurate",
+                  file=sys.stderr)
     print(f"Tuned on {pool.size} questions x {args.orders} orders ({folds} folds, "
           f"{len(result.evaluation.settings)} settings) in {elapsed:.1f} s for "
           f"{objective.kind} = {objective.value:g}.")
@@ -412,7 +421,9 @@ def add_commands(sub) -> None:
                        "and write the policy that best meets one objective: the cheapest "
                        "reaching --target-accuracy, the most accurate within --token-budget "
                        "(mean tokens per question; samples for pools without token counts), "
-                       "or the best accuracy - --price x tokens. The file records the pool's "
+                       "or the best accuracy - --price x tokens (where no setting meets the "
+                       "accuracy or the budget: the most accurate, or the cheapest, said on "
+                       "stderr and in the file's metrics). The file records the pool's "
                        "hash and the held-out accuracy, with its spread, that the tuning "
                        "procedure achieved.")
     _pool_args(p)
