@@ -7,15 +7,19 @@ would write for them). The first block that is not plain, or that fails a conver
 the whole file start over on the line-by-line reader of :mod:`optscale.cli` (``_lines``,
 ``split_csv_line``, ``parse_header``, ``parse_value``), which names the file, line and column
 of any bad field; the output goes to a temporary file until the end, so a restart or an error
-leaves nothing behind. Parquet (the ``parquet`` extra, pyarrow) is read and written by record
-batches. NPZ files are read whole (the format has no streaming reader).
+leaves nothing behind (stdout too: it gets the file's copy once every row is solved).
+Parquet (the ``parquet`` extra, pyarrow) is read and written by record batches. NPZ files are
+read whole (the format has no streaming reader).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -56,7 +60,7 @@ class Totals:
 
 def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                   known: set[str]) -> Iterator[Chunk]:
-    from optscale.cli import INT_COLUMNS, INT_MAX, INT_MIN, MAX_LINE_BYTES
+    from optscale.cli import INT_COLUMNS, INT_MAX, INT_MIN, MAX_LINE_BYTES, numeral
 
     ncols = len(names)
     lineno = first_line
@@ -88,8 +92,13 @@ def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                     or "\n\n" in text or text.startswith("\n") or "\x00" in text
                     or "\x0b" in text or "\x0c" in text):
                 raise _Restart
+            # NumPy, like float(), reads '1_0' as 10 and non-ASCII digits: where the block
+            # has either, a number column that does goes to the line reader (which refuses it)
+            odd = not numeral(text)
             lines = text[:-1].split("\n")
-            if max(map(len, lines)) * 4 > MAX_LINE_BYTES:
+            # a line that may hold a field beyond csv's limit: the line reader refuses it (a
+            # 200,000-digit number read here was inf, an INVALID row, not the error)
+            if max(map(len, lines)) > min(MAX_LINE_BYTES // 4, csv.field_size_limit()):
                 raise _Restart
             for start in range(0, len(lines), CHUNK_ROWS):
                 part = lines[start:start + CHUNK_ROWS]
@@ -102,6 +111,8 @@ def _plain_blocks(path: str, names: list[str], first_line: int, offset: int,
                         if name not in known:
                             continue
                         column = fields[j::ncols]
+                        if odd and not numeral(",".join(column)):
+                            raise _Restart
                         if name in INT_COLUMNS:
                             values = np.array(column, dtype=np.int64)
                             if values.size and (values.min() < INT_MIN or values.max() > INT_MAX):
@@ -259,8 +270,6 @@ class _CsvWriter:
 
     @staticmethod
     def _row_text(row: list[str]) -> str:
-        import csv
-
         buf = io.StringIO()
         csv.writer(buf).writerow(row)
         return buf.getvalue()
@@ -276,8 +285,6 @@ class _CsvWriter:
             flat[3::4] = achieved.astype(np.float64).tolist()
             self.fh.write(("%s,%d,%s,%.6g\r\n" * size) % tuple(flat))
             return
-        import csv
-
         writer = csv.writer(self.fh)
         rows = chunk.echo if isinstance(chunk.echo, list) else _batch_text(chunk.echo)
         ach = [f"{a:.6g}" for a in achieved.tolist()]
@@ -377,14 +384,13 @@ def stream_solve(path: str, output: str | None, solve: Callable[[dict], Any], cr
     to_parquet = output is not None and output.lower().endswith(".parquet")
     if to_parquet:
         _pyarrow()
-    # (stdout cannot be taken back, so it never starts over: it reads line by line)
-    plain = output is not None
+    plain = True
     while True:
         totals = Totals()
         try:
             names, chunks = _open_source(path, criterion, plain)
             if output is None:
-                target: Any = contextlib.nullcontext(sys.stdout)
+                target: Any = _spooled_stdout()
             else:
                 target = open_output(output, "--output", binary=to_parquet)
             # (delay: no bar for inputs solved in a moment)
@@ -401,6 +407,17 @@ def stream_solve(path: str, output: str | None, solve: Callable[[dict], Any], cr
             return totals
         except _Restart:
             plain = False
+
+
+@contextlib.contextmanager
+def _spooled_stdout() -> Iterator[IO[str]]:
+    """A temporary file copied to stdout only when the block ends without an error: a bad
+    field deep in the input leaves stdout empty, as ``--output`` leaves no file (the copy goes
+    in 1 MiB pieces: memory stays bounded)."""
+    with tempfile.TemporaryFile("w+", newline="", encoding="utf-8") as spool:
+        yield spool
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout, 1 << 20)
 
 
 def _count(totals: Totals, chunk: Chunk, status: np.ndarray, criterion: str,

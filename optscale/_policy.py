@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from optscale import _api
-from optscale._args import integer, real
+from optscale._args import real
 from optscale._beta import Beta, beta_from_moments
 from optscale._distribution import TruncatedNormal
 from optscale._exceedance import exceedance_min_samples
@@ -58,7 +58,7 @@ from optscale._family_fit import (
 )
 from optscale._selection import Selection
 from optscale._solution import Status
-from optscale.policies._base import Decision, Policy, PolicyState, Step
+from optscale.policies._base import Decision, Policy, PolicyState, Step, count
 
 __all__ = ["Decision", "OptScale", "OptScale0", "OptScaleT", "PolicyRun", "PolicyState", "Stop",
            "solve_criterion"]
@@ -188,7 +188,7 @@ class OptScale(Policy):
             real(owner, name, getattr(self, name))
         for name, low in (("n_peek", 0), ("n_max", 1), ("round_size", 1), ("k", 1),
                           ("gh_points", 1)):
-            integer(owner, name, getattr(self, name), low)
+            count(owner, name, getattr(self, name), low)
         for name in ("prior_std", "exceedance_prior"):
             pair = getattr(self, name)
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
@@ -299,7 +299,9 @@ class OptScale(Policy):
         """How well each family describes each question's scores ([B, n], ragged via
         ``mask``): a :class:`optscale.FamilyChoice` (BIC per family and the choice) and the KS
         goodness of fit of every family, ``{family: GoodnessOfFit}``. Run it on a sample of
-        questions with many scores to see whether the truncated normal suits a verifier.
+        questions with many scores to see whether the truncated normal suits a verifier. A
+        non-finite score (NaN: drawn but not scored) is left out of the fits, as in
+        :meth:`update`.
 
         Example:
             >>> import numpy as np, optscale
@@ -310,7 +312,15 @@ class OptScale(Policy):
             >>> choice.chosen, bool(gof["truncnorm"].pvalue[0] < 0.01)
             (['mixture'], True)
         """
-        scores = np.clip(np.atleast_2d(np.asarray(scores, np.float64)), self.low, self.high)
+        scores = np.atleast_2d(np.asarray(scores, np.float64))
+        finite = np.isfinite(scores)
+        if not finite.all():
+            if mask is None:
+                mask = finite
+            elif np.shape(mask) == scores.shape:  # a mask of another shape: the fit says so
+                mask = np.asarray(mask, bool) & finite
+            scores = np.where(finite, scores, self.low)
+        scores = np.clip(scores, self.low, self.high)
         choice = choose_family(scores, mask, low=self.low, high=self.high)
         gof = {f: goodness_of_fit(fit.dist, scores, mask) for f, fit in choice.fits.items()}
         return choice, gof

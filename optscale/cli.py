@@ -108,12 +108,34 @@ def _show(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
+def numeral(text: str) -> bool:
+    """Whether ``text`` may be read by ``int``/``float``: Python (and NumPy) also take digit
+    separators (``1_0`` is 10) and non-ASCII digits, which a CSV file or an option does not
+    mean as numbers."""
+    return text.isascii() and "_" not in text
+
+
+def number_arg(text: str) -> float:
+    """An argparse type: any number (nan and inf included: the solvers judge those)."""
+    try:
+        if not numeral(text):
+            raise ValueError
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {_show(text)}") from None
+
+
+number_arg.__name__ = "number"
+
+
 def int_arg(lo: int | None = None, hi: int = INT_MAX) -> Callable[[str], int]:
     """An argparse type: an integer in [lo, hi] (hi defaults to the int32 maximum)."""
     lo_ = INT_MIN if lo is None else lo
 
     def parse(text: str) -> int:
         try:
+            if not numeral(text):
+                raise ValueError
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {_show(text)}") from None
@@ -132,10 +154,7 @@ def float_arg(lo: float = -math.inf, hi: float = math.inf, *, open_lo: bool = Fa
     left, right = "(" if open_lo else "[", ")" if open_hi else "]"
 
     def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {_show(text)}") from None
+        value = number_arg(text)
         ok = (math.isfinite(value) and (value > lo if open_lo else value >= lo)
               and (value < hi if open_hi else value <= hi))
         if not ok:
@@ -394,6 +413,8 @@ def parse_value(path: str, lineno: int, name: str, field: str) -> int | float:
     where = f"{path}:{lineno}: column '{name}'"
     if name in INT_COLUMNS:
         try:
+            if not numeral(field):
+                raise ValueError
             value: int | float = int(field)
         except ValueError:
             raise InputError(f"{where}: cannot read {_show(field)} as an integer") from None
@@ -401,6 +422,8 @@ def parse_value(path: str, lineno: int, name: str, field: str) -> int | float:
             raise InputError(f"{where}: {_show(field)} is out of range [{INT_MIN}, {INT_MAX}]")
         return value
     try:
+        if not numeral(field):
+            raise ValueError
         return float(field)
     except ValueError:
         raise InputError(f"{where}: cannot read {_show(field)} as a number") from None
@@ -728,13 +751,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "with values out of range (nan, sigma <= 0, ...) is marked INVALID and the "
                        "first such row is named on stderr. A file with a header and no rows "
                        "gives an output with no rows (exit status 0).")
-    p.add_argument("--mu", type=float)
-    p.add_argument("--sigma", type=float)
-    p.add_argument("--target", type=float)
-    p.add_argument("--confidence", type=float, help="required probability, in (0, 1)")
+    p.add_argument("--mu", type=number_arg)
+    p.add_argument("--sigma", type=number_arg)
+    p.add_argument("--target", type=number_arg)
+    p.add_argument("--confidence", type=number_arg, help="required probability, in (0, 1)")
     p.add_argument("--k", type=int_arg(), help="samples that must reach the target (default 1)")
-    p.add_argument("--low", type=float, help="score range (default 0)")
-    p.add_argument("--high", type=float, help="score range (default 1)")
+    p.add_argument("--low", type=number_arg, help="score range (default 0)")
+    p.add_argument("--high", type=number_arg, help="score range (default 1)")
     p.add_argument("--n-min", dest="n_min", type=int_arg())
     p.add_argument("--n-max", dest="n_max", type=int_arg(),
                    help=f"budget cap (default {optscale.N_MAX_DEFAULT})")

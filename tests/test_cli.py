@@ -180,6 +180,73 @@ def test_a_late_bad_field_is_named_with_its_line(tmp_path, capsys, small_chunks)
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_a_field_beyond_the_csv_limit_is_refused_by_the_bulk_reader_too(tmp_path, capsys):
+    # the bulk reader took a 200,000-digit confidence as inf (an INVALID row, exit 0)
+    src = _write_csv(tmp_path / "q.csv", ["a,0.9,0.1,0.95,0.9", "b,0.9,0.1,0.95," + "9" * 200_000])
+    assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "--backend", "numpy"]) == 2
+    assert f"{src}:3: a field is longer than" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_stdout_gets_nothing_when_a_field_is_bad(tmp_path, capsys, small_chunks):
+    # many solved chunks precede the bad field; stdout cannot be taken back, so it must get
+    # nothing (as --output gets no file), not the header and the rows before the error
+    src, _, _ = _queries_csv(tmp_path / "q.csv", 300, {250: "x,0.5,abc,0.95,0.9"})
+    assert main(["solve", "-i", src, "--backend", "numpy"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().endswith(f"{src}:252: column 'sigma': cannot read 'abc' "
+                                              "as a number")
+    two = _write_csv(tmp_path / "two.csv", ["a,0.5,abc,0.95,0.9"])
+    assert main(["solve", "-i", two, "--backend", "numpy"]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_stdout_gets_what_output_gets(tmp_path, capsys, small_chunks):
+    plain, _, _ = _queries_csv(tmp_path / "plain.csv", 300)
+    odd, _, _ = _queries_csv(tmp_path / "odd.csv", 300, {280: '"q280",0.5,0.1,0.95,0.9'})
+    for src in (plain, odd):  # the bulk reader; a late quote starts over line by line
+        assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "-q",
+                     "--backend", "numpy"]) == 0
+        capsys.readouterr()
+        assert main(["solve", "-i", src, "--backend", "numpy"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 301 and out == (tmp_path / "o.csv").read_bytes().decode()
+
+
+@pytest.mark.parametrize("field,column", [("1_0", "mu"), ("0.9_5", "target"),
+                                          ("\uff10.5", "mu"), ("1_0", "k")])
+def test_digit_separators_and_other_digits_are_not_numbers(tmp_path, capsys, small_chunks,
+                                                          field, column):
+    # float() and NumPy read '1_0' as 10 (and full-width digits): solve echoed '1_0' with n
+    # for 10; on both readers (a plain block and the line reader) it is now a bad field
+    kind = "an integer" if column == "k" else "a number"
+    rows = {"mu": "0.5", "sigma": "0.1", "target": "0.95", "confidence": "0.9", "k": "1"}
+    rows[column] = field
+    for odd in ("", " "):  # a space sends the file to the line reader
+        src = _write_csv(tmp_path / "q.csv", [f"q_{i},0.5,0.1,0.95,0.9,1" for i in range(200)]
+                         + [odd + ",".join(["x", *rows.values()])],
+                         header="id,mu,sigma,target,confidence,k")
+        assert main(["solve", "-i", src, "-o", str(tmp_path / "o.csv"), "-q"]) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"optscale solve: {src}:202: column '{column}': cannot read {field!r} as {kind}")
+    assert main(["solve", f"--{column}", field, "--sigma", "0.1", "--confidence", "0.9"]) == 2
+    assert f"expected {kind}, got {field!r}" in capsys.readouterr().err
+
+
+def test_ids_with_underscores_and_other_letters_keep_the_bulk_reader(tmp_path, capsys,
+                                                                   monkeypatch):
+    from optscale import _cli_solve
+
+    def no_restart(*args):
+        raise AssertionError("read line by line")
+
+    monkeypatch.setattr(_cli_solve, "_line_chunks", no_restart)
+    src = _write_csv(tmp_path / "q.csv",
+                     ["q_1,0.9,0.1,0.95,0.9", "\u00e9t\u00e9_2,0.7,0.15,0.9,0.5"])
+    rows, _ = _solve_rows(src, str(tmp_path / "o.csv"), capsys)
+    assert [r["id"] for r in rows] == ["q_1", "\u00e9t\u00e9_2"] and rows[0]["n"] == "12"
+
+
 def test_k_of_ones_takes_the_closed_form(tmp_path, capsys, monkeypatch):
     seen = []
     solve = optscale.min_samples

@@ -179,6 +179,22 @@ def test_policy_file_round_trip(policy, tmp_path):
     assert optscale.load_policy(path) == policy
 
 
+@pytest.mark.parametrize("build", [
+    lambda n: FixedN(n_max=n), lambda n: ESC(window=n, n_max=n), lambda n: ESC(n_max=n),
+    lambda n: ASC(n_max=n), lambda n: DSC(window=n, n_max=n), lambda n: DSC(n_max=n),
+    lambda n: LeaderPosterior(n_max=n), lambda n: LeaderPosterior(round_size=n),
+    lambda n: CostAware(n_max=n), lambda n: CostAware(round_size=n),
+    lambda n: AnyOf((FixedN(4),), n_max=n), lambda n: OptScale0(0.9, n_max=n),
+    lambda n: OptScale0(0.9, round_size=n), lambda n: OptScale0(0.9, n_peek=n, n_max=n),
+])
+def test_sample_counts_beyond_int32_are_refused_when_built(build):
+    # the solvers' n is int32: a larger budget failed only after the peek was paid for
+    build(2**31 - 1)
+    for n in (2**31, 2**40, 10**400):
+        with pytest.raises(ValueError, match=r"must be <= 2147483647 \(a sample count"):
+            build(n)
+
+
 def test_policy_file_errors(tmp_path):
     path = tmp_path / "p.json"
 
@@ -195,7 +211,10 @@ def test_policy_file_errors(tmp_path):
     fails(json.dumps({**good, "policy": {"kind": "magic"}}), r"policy.kind: must be one of")
     fails(json.dumps({**good, "policy": {**good["policy"], "windows": 3}}),
           "unknown field.*windows")
-    fails(json.dumps({**good, "policy": {**good["policy"], "window": 0}}), "window must be")
+    fails(json.dumps({**good, "policy": {**good["policy"], "window": 0}}),
+          r"policy\.window: must be >= 1")
+    fails(json.dumps({**good, "policy": {**good["policy"], "n_max": 2**40}}),
+          r"/p\.json: policy\.n_max: must be <= 2147483647 .*got 1099511627776$")
     fails(json.dumps({**good, "policy": {**good["policy"], "selection": {"rule": "x"}}}),
           "policy.selection")
     fails(json.dumps({**good, "metrics": []}), "metrics: must be an object")

@@ -118,6 +118,18 @@ def test_unscored_samples_are_never_chosen_or_fitted():
         assert d.stop and d.reason == "target" and d.best_index == seq.index(0.95)
 
 
+def test_diagnose_leaves_unscored_samples_out(numpy_backend):
+    policy = OptScale0(0.95)
+    with_nan, with_nan_gof = policy.diagnose([[0.5, np.nan, 0.7, 0.6], [0.2, 0.3, 0.4, np.inf]])
+    clean, clean_gof = policy.diagnose([[0.5, 0.7, 0.6], [0.2, 0.3, 0.4]])
+    np.testing.assert_array_equal(with_nan.information, clean.information)
+    for family in clean.families:
+        np.testing.assert_array_equal(with_nan_gof[family].pvalue, clean_gof[family].pvalue)
+    # with a mask: the NaN is left out besides the masked samples
+    masked, _ = policy.diagnose([[0.5, np.nan, 0.7, 0.6, 0.9]], [[1, 1, 1, 1, 0]])
+    np.testing.assert_array_equal(masked.information[:, :1], clean.information[:, :1])
+
+
 def test_update_with_none_adds_nothing():
     policy = OptScale0(0.95, 0.9, n_peek=4)
     state = policy.start()

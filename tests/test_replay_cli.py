@@ -57,6 +57,30 @@ def test_diagnose_prefers_the_mixture_on_bimodal_scores(tmp_path, capsys, numpy_
     assert main(["diagnose", str(tmp_path / "missing.npz")]) == 2
 
 
+def test_diagnose_leaves_unscored_samples_out(tmp_path, capsys, numpy_backend):
+    lines = ['{"id": "a", "samples": [{"score": 0.5}, {"score": 0.7}, {"score": 0.6}]}',
+             '{"id": "b", "samples": [{"score": 0.2}, {"score": null}, {"score": 0.4}, '
+             '{"score": 0.3}]}',
+             '{"id": "c", "samples": [{"score": null}]}']
+    with_null = tmp_path / "null.jsonl"
+    with_null.write_text("\n".join(lines) + "\n")
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(lines[0] + "\n" + lines[1].replace('{"score": null}, ', "") + "\n")
+    assert main(["diagnose", str(with_null)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "- question b: 1 of its 4 samples are unscored (null) and left out" in out
+    assert "| c | 0 | n/a |" in out
+    table = [row for row in out.splitlines() if row.startswith(("| a ", "| b "))]
+    assert main(["diagnose", str(clean)]) == 0
+    assert table == [row for row in capsys.readouterr().out.splitlines()
+                     if row.startswith(("| a ", "| b "))]
+    only_null = tmp_path / "only_null.jsonl"
+    only_null.write_text(lines[2] + "\n")
+    assert main(["diagnose", str(only_null)]) == 2
+    assert "has a scored sample" in capsys.readouterr().err
+
+
 def test_replay_runs_the_other_families(tmp_path, capsys):
     path = tmp_path / "pool.npz"
     save_npz(labelled_pool(size=20), str(path))
@@ -118,6 +142,40 @@ def test_tune_objectives_choose_as_documented():
         Objective("speed", 1.0)
     with pytest.raises(ValueError, match="accuracy in"):
         Objective("accuracy", 1.5)
+
+
+def test_tune_says_when_no_setting_meets_the_objective(tmp_path, capsys, numpy_backend):
+    import json
+
+    from optscale.replay._tune import Objective
+
+    acc, cost = np.array([0.30, 0.40]), np.array([100.0, 200.0])
+    assert Objective("budget", 100).met(acc, cost) and not Objective("budget", 99).met(acc, cost)
+    assert Objective("accuracy", 0.4).met(acc, cost)
+    assert not Objective("accuracy", 0.41).met(acc, cost)
+    assert Objective("price", 1.0).met(acc, cost)
+    path = tmp_path / "pool.npz"
+    pool = labelled_pool(20, 8, seed=3)
+    wrong = np.arange(20)[:, None] % 2 == 0  # half the questions have no correct sample
+    save_npz(Pool(pool.scores, pool.lengths, np.where(wrong, 1, pool.answers),
+                  pool.correct & ~wrong, pool.tokens), str(path))
+    out = tmp_path / "policy.json"
+    common = [str(path), "-o", str(out), "--orders", "1", "--folds", "2", "--budgets", "2,4",
+              "--methods", "bon", "-q"]
+    for objective, line in ((["--token-budget", "0"], "no setting meets --token-budget 0 "
+                             "(cheapest: "), (["--target-accuracy", "1"], "no setting reaches "
+                                              "--target-accuracy 1 (best: ")):
+        assert main(["tune", *common, *objective]) == 0  # the documented fallback
+        err = capsys.readouterr().err
+        metrics = json.loads(out.read_text())["metrics"]
+        assert f"optscale tune: {line}" in err and "wrote the " in err
+        assert metrics["in_sample"]["objective_met"] is False
+        assert metrics["heldout"]["objective_met_per_fold"] == [False, False]
+    assert main(["tune", *common, "--token-budget", "1e9"]) == 0
+    assert "no setting" not in capsys.readouterr().err
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics["in_sample"]["objective_met"] is True
+    assert metrics["heldout"]["objective_met_per_fold"] == [True, True]
 
 
 def test_questions_selection(tmp_path, capsys):

@@ -18,9 +18,23 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
+from optscale._args import integer
+from optscale._checks import INT_MAX
 from optscale._selection import Selection
 
-__all__ = ["Decision", "Policy", "PolicyState", "Step", "new_samples"]
+__all__ = ["Decision", "Policy", "PolicyState", "Step", "count", "new_samples"]
+
+
+def count(owner: str, name: str, value: Any, low: int) -> int:
+    """`value` as an int if it is an integer in [low, 2**31 - 1] (a sample count: the solvers'
+    n is int32, so a larger budget is refused when the policy is built, not after the first
+    samples are paid for); TypeError/ValueError naming ``owner: name`` otherwise."""
+    n = integer(owner, name, value, low)
+    if n > INT_MAX:
+        shown = repr(n) if n < 10**20 else f"about 2**{n.bit_length() - 1}"  # no huge repr
+        raise ValueError(f"{owner}: {name} must be <= {INT_MAX} (a sample count; the solvers' "
+                         f"n is int32); got {shown}")
+    return n
 
 
 class Decision(NamedTuple):

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from optscale._args import integer, real
+from optscale._args import real
 from optscale._selection import Selection
-from optscale.policies._base import Policy, PolicyState, Step
+from optscale.policies._base import Policy, PolicyState, Step, count
 from optscale.policies._leader import prefix_probabilities, state_probability
 
 __all__ = ["CostAware", "GainModel"]
@@ -123,8 +123,8 @@ class GainModel:
         for key in keys:
             if key not in data:
                 raise ValueError(f"{where}.{key}: missing")
-        n_max = integer(where, "n_max", data["n_max"], 1)
-        round_size = integer(where, "round_size", data["round_size"], 1)
+        n_max = count(where, "n_max", data["n_max"], 1)
+        round_size = count(where, "round_size", data["round_size"], 1)
         table = data["table"]
         if not isinstance(table, list) or len(table) != n_max:
             raise ValueError(f"{where}.table: must be a list of n_max = {n_max} rows")
@@ -156,8 +156,8 @@ class CostAware(Policy):
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        integer(owner, "n_max", self.n_max, 1)
-        integer(owner, "round_size", self.round_size, 1)
+        count(owner, "n_max", self.n_max, 1)
+        count(owner, "round_size", self.round_size, 1)
         if not real(owner, "price", self.price) >= 0:
             raise ValueError(f"{owner}: price must be >= 0; got {self.price}")
         if not real(owner, "alpha", self.alpha) > 0:

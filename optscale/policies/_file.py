@@ -83,7 +83,17 @@ def policy_from_dict(data: Any, where: str = "policy") -> Policy:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise PolicyFileError(f"{where}: {err}") from None
+        raise PolicyFileError(_name_the_field(str(err), cls.__name__, kwargs, where)) from None
+
+
+def _name_the_field(message: str, owner: str, given: dict, where: str) -> str:
+    """``where.field: ...`` for a setting's check (``Owner: field must ...``) on a field the
+    file gave; ``where: ...`` for the rest (a check across fields names them in its text)."""
+    head, _, rest = message.partition(": ")
+    name = rest.split(" ", 1)[0]
+    if head == owner and name in given:
+        return f"{where}.{name}: {rest[len(name) + 1:]}"
+    return f"{where}: {message}"
 
 
 def _field(name: str, value: Any, where: str) -> Any:

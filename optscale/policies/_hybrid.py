@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from optscale._args import integer
 from optscale._selection import Selection
-from optscale.policies._base import Policy, PolicyState, Step
+from optscale.policies._base import Policy, PolicyState, Step, count
 
 __all__ = ["AnyOf"]
 
@@ -29,7 +28,7 @@ class AnyOf(Policy):
     kind = "any"
 
     def __post_init__(self) -> None:
-        integer("AnyOf", "n_max", self.n_max, 1)
+        count("AnyOf", "n_max", self.n_max, 1)
         members = tuple(self.members)
         if not members or not all(isinstance(m, Policy) for m in members):
             raise TypeError("AnyOf: members must be a non-empty sequence of policies")

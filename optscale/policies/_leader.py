@@ -42,9 +42,9 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import ndtr
 
-from optscale._args import integer, real
+from optscale._args import real
 from optscale._selection import Selection, answer_codes
-from optscale.policies._base import Policy, PolicyState, Step
+from optscale.policies._base import Policy, PolicyState, Step, count
 
 __all__ = ["LeaderPosterior", "hold_probability", "prefix_holds", "prefix_probabilities",
            "state_probability"]
@@ -173,8 +173,8 @@ class LeaderPosterior(Policy):
 
     def __post_init__(self) -> None:
         owner = type(self).__name__
-        integer(owner, "n_max", self.n_max, 1)
-        integer(owner, "round_size", self.round_size, 1)
+        count(owner, "n_max", self.n_max, 1)
+        count(owner, "round_size", self.round_size, 1)
         real(owner, "confidence", self.confidence)
         if not 0 < self.confidence < 1:
             raise ValueError(f"{owner}: confidence must lie in (0, 1); got {self.confidence}")

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 from scipy.special import betainc
 
-from optscale._args import integer
 from optscale._selection import Selection, answer_codes
-from optscale.policies._base import Policy, PolicyState, Step
+from optscale.policies._base import Policy, PolicyState, Step, count
 
 __all__ = ["ASC", "DSC", "ESC", "FixedN", "asc_stop_probability"]
 
@@ -36,7 +35,7 @@ _VOTE = Selection("vote")
 def _check(policy: Any, **ints: int) -> None:
     owner = type(policy).__name__
     for name, low in ints.items():
-        integer(owner, name, getattr(policy, name), low)
+        count(owner, name, getattr(policy, name), low)
     if not isinstance(policy.selection, Selection):
         raise TypeError(f"{owner}: selection must be an optscale.Selection; got "
                         f"{type(policy.selection).__name__}")

@@ -199,6 +199,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     held, ins = result.heldout, result.in_sample
     cost = result.evaluation.cost_name
+    if not ins["objective_met"]:  # the documented fallback, said out loud
+        if objective.kind == "budget":
+            print(f"optscale tune: no setting meets --token-budget {objective.value:g} "
+                  f"(cheapest: {ins[cost]:,.1f} {cost} per question); wrote the cheapest",
+                  file=sys.stderr)
+        else:
+            print(f"optscale tune: no setting reaches --target-accuracy {objective.value:g} "
+                  f"(best: {100 * ins['accuracy']:.1f} %); wrote the most accurate",
+                  file=sys.stderr)
     print(f"Tuned on {pool.size} questions x {args.orders} orders ({folds} folds, "
           f"{len(result.evaluation.settings)} settings) in {elapsed:.1f} s for "
           f"{objective.kind} = {objective.value:g}.")
@@ -241,8 +250,13 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if np.any(pool.lengths < 1):
         raise CLIError(f"question {pool.ids[int(np.argmin(pool.lengths))]!r} of {args.pool} "
                        "has no scores")
-    mask = np.arange(pool.scores.shape[1])[None, :] < pool.lengths[:, None]
-    lo_score, hi_score = float(np.nanmin(pool.scores)), float(np.nanmax(pool.scores))
+    # an unscored sample (null score, NaN here) is left out of the fit, as in replay and tune
+    mask = (np.arange(pool.scores.shape[1])[None, :] < pool.lengths[:, None]) \
+        & np.isfinite(pool.scores)
+    scored = mask.sum(axis=1)
+    if not scored.any():
+        raise CLIError(f"no question of {args.pool} has a scored sample (every score is null)")
+    lo_score, hi_score = float(pool.scores[mask].min()), float(pool.scores[mask].max())
     low = min(0.0, lo_score) if args.low is None else args.low
     high = max(1.0, hi_score) if args.high is None else args.high
     if not low < high:
@@ -284,10 +298,13 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         chosen.append(best)
         bic = " | ".join(_cell(info[i, q], ".1f") if ok[i] else "n/a" for i in range(len(names)))
         ks = " | ".join(_cell(pvalue[i, q], ".2g") if ok[i] else "n/a" for i in range(len(names)))
-        print(f"| {pool.ids[q]} | {pool.lengths[q]} | {best} | {bic} | {ks} |")
-        if not ok.all():
+        print(f"| {pool.ids[q]} | {scored[q]} | {best} | {bic} | {ks} |")
+        if scored[q] < pool.lengths[q]:
+            notes.append(f"- question {pool.ids[q]}: {pool.lengths[q] - scored[q]} of its "
+                         f"{pool.lengths[q]} samples are unscored (null) and left out")
+        if not ok.all() and scored[q]:
             failed = ", ".join(f for f, good in zip(names, ok, strict=True) if not good)
-            scores = pool.scores[q, :pool.lengths[q]]
+            scores = pool.scores[q, mask[q]]
             notes.append(f"- question {pool.ids[q]}: no finite fit for {failed} (its scores lie "
                          f"in [{scores.min():g}, {scores.max():g}] of the range [{low:g}, "
                          f"{high:g}])")
@@ -404,7 +421,9 @@ def add_commands(sub) -> None:
                        "and write the policy that best meets one objective: the cheapest "
                        "reaching --target-accuracy, the most accurate within --token-budget "
                        "(mean tokens per question; samples for pools without token counts), "
-                       "or the best accuracy - --price x tokens. The file records the pool's "
+                       "or the best accuracy - --price x tokens (where no setting meets the "
+                       "accuracy or the budget: the most accurate, or the cheapest, said on "
+                       "stderr and in the file's metrics). The file records the pool's "
                        "hash and the held-out accuracy, with its spread, that the tuning "
                        "procedure achieved.")
     _pool_args(p)

@@ -14,6 +14,10 @@ random orders, K folds of questions). An objective picks one setting from *all* 
   budget), and spending the budget the user offered is the robust way to break such a tie;
 - ``Objective("price", 1e-4)``: the setting maximising accuracy - price x cost.
 
+Where no setting meets an accuracy or budget objective, the fallback is recorded:
+``in_sample["objective_met"]`` (for the written policy, chosen on all questions) and
+``heldout["objective_met_per_fold"]`` are False, and ``optscale tune`` says so on stderr.
+
 Reported numbers are cross-validated: for each fold the objective chooses on the other folds
 and the choice is scored on the held-out fold (a cost-aware rule's gain model is fitted on the
 calibration folds too, and the calibration numbers it competes on are cross-fitted:
@@ -88,6 +92,17 @@ class Objective:
         gain = accuracy - self.value * cost
         return int(order[np.argmax(gain[order])])
 
+    def met(self, accuracy: np.ndarray, cost: np.ndarray) -> bool:
+        """Whether some setting meets the objective (:meth:`choose` falls back to the most
+        accurate or the cheapest where none does; a price is always met). Same arguments."""
+        if self.kind == "accuracy":
+            mean = np.asarray(accuracy, np.float64)
+            mean = mean.mean(axis=1) if mean.ndim == 2 else mean
+            return bool(np.any(np.round(mean, 12) >= self.value - 1e-12))
+        if self.kind == "budget":
+            return bool(np.any(np.asarray(cost, np.float64) <= self.value + 1e-9))
+        return True
+
     def to_dict(self) -> dict:
         unit = {"accuracy": "accuracy", "budget": "mean cost per question",
                 "price": "accuracy per unit of cost"}[self.kind]
@@ -136,12 +151,13 @@ def choose(ev: Evaluation, objective: Objective, pool: Pool, *, seed: int = 0) -
     held_cost = np.zeros((q, orders))
     held_n = np.zeros((q, orders))
     spent = ev.tokens if ev.has_tokens else ev.n_used
-    chosen = []
+    chosen, met = [], []
     for k in range(folds):
         test = ev.folds == k
         acc, cost = ev.calibration(k)  # [S, Q_cal], [S] (trained settings cross-fitted)
         i = objective.choose(acc, cost)
         chosen.append(f"{ev.settings[i].method}: {ev.settings[i].label}")
+        met.append(objective.met(acc, cost))
         # the all-question arrays' held-out rows: replayed with fold k's fit
         held_correct[test] = ev.correct[i, test]
         held_cost[test] = spent[i, test]
@@ -153,7 +169,8 @@ def choose(ev: Evaluation, objective: Objective, pool: Pool, *, seed: int = 0) -
                "accuracy_se_questions": float(per_question.std() / np.sqrt(q)),
                ev.cost_name: float(held_cost.mean()),
                "samples": float(held_n.mean()),
-               "folds": folds, "orders": orders, "questions": q, "chosen_per_fold": chosen}
+               "folds": folds, "orders": orders, "questions": q, "chosen_per_fold": chosen,
+               "objective_met_per_fold": met}
     acc_all = ev.correct.mean(axis=(1, 2))
     cost_all = (ev.tokens if ev.has_tokens else ev.n_used.astype(float)).mean(axis=(1, 2))
     i = objective.choose(ev.correct.mean(axis=2), cost_all)
@@ -166,7 +183,8 @@ def choose(ev: Evaluation, objective: Objective, pool: Pool, *, seed: int = 0) -
     per_order_all = ev.correct[i].mean(axis=0)
     in_sample = {"accuracy": float(acc_all[i]), "accuracy_std": float(per_order_all.std()),
                  "accuracy_se_questions": float(ev.correct[i].mean(axis=1).std() / np.sqrt(q)),
-                 ev.cost_name: float(cost_all[i]), "samples": float(ev.n_used[i].mean())}
+                 ev.cost_name: float(cost_all[i]), "samples": float(ev.n_used[i].mean()),
+                 "objective_met": objective.met(ev.correct.mean(axis=2), cost_all)}
     return TuneResult(policy, ev.settings[i].method, ev.settings[i].label, objective, heldout,
                       in_sample, ev)
 
