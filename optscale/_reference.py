@@ -16,6 +16,7 @@ from scipy import special as sc
 
 from optscale import _fastpath, _fit
 from optscale._checks import INT_MAX, N_MAX_DEFAULT, any_invalid
+from optscale._float_ints import next_n, prev_n
 from optscale._quadrature import LOG_V, W_V
 from optscale._solution import Solution, Status
 
@@ -372,8 +373,8 @@ def _ceil_exact(log_f, log_bound):
     """Smallest integer n >= 0 with n * log_f <= log_bound, exact in the dtype of log_f."""
     with np.errstate(all="ignore"):
         n = np.maximum(np.ceil(log_bound / log_f), 0.0).astype(log_f.dtype)
-        n = np.where(n * log_f > log_bound, _next_n(n), n)
-        before = _prev_n(n)  # (n -+ 1 as the dtype holds them, see _next_n)
+        n = np.where(n * log_f > log_bound, next_n(np, n), n)
+        before = prev_n(np, n)  # (n - 1 as the dtype holds it: see optscale._float_ints)
         n = np.where((n >= 1) & (before * log_f <= log_bound), before, n)
     return n.astype(log_f.dtype)
 
@@ -401,19 +402,6 @@ def _fast_logcdf(dist, t, log1mc, n_lo, n_hi, shape, dtype):
     return log_f
 
 
-def _next_n(n):
-    """The smallest integer above n that n's dtype holds: n + 1 where that is exact (below
-    2**24 in float32), the next float above beyond (float32 rounds n + 1 back to n there)."""
-    n = np.asarray(n)
-    return np.maximum(n + 1, np.nextafter(n, np.asarray(np.inf, n.dtype)))
-
-
-def _prev_n(n):
-    """The largest integer below n that n's dtype holds (see :func:`_next_n`)."""
-    n = np.asarray(n)
-    return np.minimum(n - 1, np.nextafter(n, np.asarray(-np.inf, n.dtype)))
-
-
 def _bisect(cond, lo, hi):
     """Smallest n in [lo, hi] with cond(n) (cond(hi) holds), all brackets at once.
 
@@ -425,9 +413,9 @@ def _bisect(cond, lo, hi):
     while np.any(lo < hi):
         open_ = lo < hi
         mid = np.floor(0.5 * (lo + hi))
-        mid = np.clip(mid, lo, np.maximum(_prev_n(hi), lo))
+        mid = np.clip(mid, lo, np.maximum(prev_n(np, hi), lo))
         ok = cond(mid)
-        lo = np.where(open_ & ~ok, _next_n(mid), lo)
+        lo = np.where(open_ & ~ok, next_n(np, mid), lo)
         hi = np.where(open_ & ok, mid, hi)
     return hi
 

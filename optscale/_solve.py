@@ -26,6 +26,7 @@ from optscale import _order_stats as os_
 from optscale import _solve_fast
 from optscale import _truncnorm as tn
 from optscale._checks import N_MAX_DEFAULT, any_invalid
+from optscale._float_ints import next_n, prev_n
 from optscale._quadrature import LOG_V, W_V
 from optscale._solution import Solution, Status
 from optscale._special import norm_logpdf
@@ -41,21 +42,10 @@ def _ceil_exact(log_f, log_bound):
     no fused multiply-add can round it differently from a plain evaluation.
     """
     n = jnp.maximum(jnp.ceil(log_bound / log_f), 0.0)
-    n = jnp.where(n * log_f > log_bound, next_n(n), n)
-    before = prev_n(n)  # (n -+ 1 as the dtype holds them: above 2**24 float32 rounds n + 1)
+    n = jnp.where(n * log_f > log_bound, next_n(jnp, n), n)
+    before = prev_n(jnp, n)  # (n - 1 as the dtype holds it: see optscale._float_ints)
     n = jnp.where((n >= 1.0) & (before * log_f <= log_bound), before, n)
     return n
-
-
-def next_n(n):
-    """The smallest integer above n that the dtype holds: n + 1 where that is exact (below
-    2**24 in float32), the next float above (n + 2, n + 4, ...) beyond."""
-    return jnp.maximum(n + 1.0, jnp.nextafter(n, jnp.asarray(jnp.inf, n.dtype)))
-
-
-def prev_n(n):
-    """The largest integer below n that the dtype holds (see :func:`next_n`)."""
-    return jnp.minimum(n - 1.0, jnp.nextafter(n, jnp.asarray(-jnp.inf, n.dtype)))
 
 
 def _bisect(cond, lo, hi, shape, guess=None):
@@ -78,10 +68,10 @@ def _bisect(cond, lo, hi, shape, guess=None):
         mid = jnp.floor(0.5 * (lo + hi))
         if guess is not None:
             mid = guess - 1.0 + round_
-        mid = jnp.clip(mid, lo, jnp.maximum(prev_n(hi), lo))
+        mid = jnp.clip(mid, lo, jnp.maximum(prev_n(jnp, hi), lo))
         ok = cond(mid)
         open_ = lo < hi
-        return (jnp.where(open_ & ~ok, next_n(mid), lo), jnp.where(open_ & ok, mid, hi),
+        return (jnp.where(open_ & ~ok, next_n(jnp, mid), lo), jnp.where(open_ & ok, mid, hi),
                 round_ + 1.0)
 
     def going(state):
@@ -215,9 +205,9 @@ def _k_of_n_parts(q, log_f, log_s, k_max=None):
     beyond = ~b.done & ~holds & (m >= n_hi)  # cond fails at the budget
     final = jnp.where(beyond, n_hi, m)
     # (the others: an empty bracket, cond known)
-    hi_rest = jnp.where(rest, jnp.where(holds, prev_n(m), jnp.clip(b.chernoff, next_n(m), n_hi)),
-                        m)
-    lo_rest = jnp.where(rest, jnp.where(holds, lo, next_n(m)), hi_rest)
+    hi_rest = jnp.where(rest, jnp.where(holds, prev_n(jnp, m),
+                                        jnp.clip(b.chernoff, next_n(jnp, m), n_hi)), m)
+    lo_rest = jnp.where(rest, jnp.where(holds, lo, next_n(jnp, m)), hi_rest)
     args = (ls, lf, kf, log1mc, lo_rest, hi_rest, ~rest | holds, n_hi)
     final, infeasible_rest, tail_final = _on_rest(
         rest, partial(_k_of_n_bisect, k_max=k_max), args,
@@ -257,7 +247,7 @@ def _k_of_n_check_parts(q, b, m, k_max):
         return os_.log_binom_lower(b.ls, b.lf, n, q.kf, k_max=k_max)
 
     tail_m = lower_tail(m)
-    holds, holds_before = tail_m <= q.log1mc, lower_tail(prev_n(m)) <= q.log1mc
+    holds, holds_before = tail_m <= q.log1mc, lower_tail(prev_n(jnp, m)) <= q.log1mc
     ok = ~b.done & holds & ((m <= b.lo) | ~holds_before)
     beyond = ~b.done & ~holds & (m >= q.n_hi)  # cond fails at the budget
     # the rest: cond(m - 1) holds (the answer is below m) or cond(m) fails (above m)

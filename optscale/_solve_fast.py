@@ -32,6 +32,7 @@ from optscale import _order_stats as os_
 from optscale import _solve
 from optscale import _truncnorm as tn
 from optscale._checks import any_invalid
+from optscale._float_ints import next_n, prev_n
 from optscale._solution import Solution, Status
 
 __all__ = ["applies", "best", "exp_zero", "expected"]
@@ -298,7 +299,7 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
     def evaluate(n):  # E[best of n] by the public program, on the batch's own shape
         return np.asarray(_public_expected(dist, jnp.asarray(n.astype(dtype).reshape(shape))))
 
-    e_m, e_prev = evaluate(m).reshape(-1), evaluate(np.maximum(_prev_n(m), 1)).reshape(-1)
+    e_m, e_prev = evaluate(m).reshape(-1), evaluate(np.maximum(prev_n(np, m), 1)).reshape(-1)
     with np.errstate(invalid="ignore"):
         holds, holds_before = e_m >= target_b, e_prev >= target_b
     beyond = ~(invalid | trivial) & (unreachable | (~holds & (m >= n_hi)))
@@ -311,17 +312,6 @@ def expected(dist: Any, target: Any, n_min: Any, n_max: Any) -> Solution:
         final[rest], infeasible[rest], achieved[rest] = n, fails, e
     flat = (final, invalid, trivial, infeasible, achieved, n_lo, n_hi)
     return _expected_finish(*(v.reshape(shape) for v in flat), n_min=n_min, n_max=n_max)
-
-
-def _next_n(n):
-    """The smallest integer above n that n's dtype holds (n + 1, or the next float where
-    float32 rounds n + 1 back to n, above 2**24)."""
-    return np.maximum(n + 1, np.nextafter(n, np.asarray(np.inf, n.dtype)))
-
-
-def _prev_n(n):
-    """The largest integer below n that n's dtype holds (see :func:`_next_n`)."""
-    return np.minimum(n - 1, np.nextafter(n, np.asarray(-np.inf, n.dtype)))
 
 
 def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
@@ -338,7 +328,7 @@ def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
     # lo: the largest n known to fail (n_lo - 1 once nothing below n_lo is left), hi: the
     # smallest known to hold (inf: not yet found)
     lo = np.where(below, -np.inf, start)
-    hi = np.where(below, _prev_n(start), np.inf)
+    hi = np.where(below, prev_n(np, start), np.inf)
     lo = np.where(below & (hi <= n_lo), n_lo - 1, lo)
     step = np.ones_like(start)
     e_hi = np.full_like(start, np.nan)
@@ -346,7 +336,7 @@ def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
         down = np.isinf(lo)  # galloping down from a known hi
         up = np.isinf(hi) & (lo < n_hi)  # up from a known lo: m + 1, then n_max
         # (an integer between lo and hi that the dtype holds: above 2**24 float32 steps by 2+)
-        inner_lo, inner_hi = _next_n(lo), _prev_n(hi)
+        inner_lo, inner_hi = next_n(np, lo), prev_n(np, hi)
         halve = np.isfinite(lo) & np.isfinite(hi) & (inner_lo <= inner_hi)
         moving = down | up | halve
         if not np.any(moving):
@@ -354,7 +344,7 @@ def _search_expected(evaluate, m, rest, below, target, n_lo, n_hi):
         # (halving a bracket opened above m: gallop from its bottom first, the answer is near)
         gallop = halve & ~below & (step < 0.5 * (hi - lo))
         probe = np.where(down, np.maximum(hi - step, n_lo),
-                         np.where(up, np.where(round_ == 0, _next_n(lo), n_hi),
+                         np.where(up, np.where(round_ == 0, next_n(np, lo), n_hi),
                                   np.where(gallop, lo + step, np.clip(
                                       np.floor(0.5 * (lo + hi)), inner_lo, inner_hi))))
         points = m.copy()

@@ -22,7 +22,7 @@ _COMPACT = (",", ":")
 
 
 def dumps(obj: Any, separators: tuple[str, str] | None = None) -> bytes:
-    """``obj`` as UTF-8 JSON: non-finite floats as null, lone surrogates escaped
+    """``obj`` as UTF-8 JSON: non-finite floats as null, lone surrogates as U+FFFD
     (the fast path, plain ``json.dumps``, whenever it can encode ``obj``)."""
     try:
         return json.dumps(obj, ensure_ascii=False, allow_nan=False,
